@@ -1,0 +1,5 @@
+import sys
+
+from compressm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,305 @@
+"""Run configurations as frozen, self-checking dataclasses, loaded from the YAML files in `compressm/configs/`.
+
+A run is named by (config name, seed, profile). `get_config(name, profile, overrides)` returns the config
+of the paper (profile "paper") or a scaled copy of it: see `apply_profile` for the one scaling rule.
+A config file may name a `base:` config and override some of its fields; unknown keys are errors.
+"""
+
+import dataclasses
+import difflib
+import math
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Literal
+
+import yaml
+
+from compressm.data import DATASETS
+from compressm.errors import ConfigError
+
+RecurrenceChoice = Literal["auto", "scan", "associative", "conv"]
+
+
+def _check_literals(obj) -> None:
+    """Raise ConfigError if a Literal-typed field of dataclass `obj` holds a value outside its choices."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else ()
+        value = getattr(obj, f.name)
+        if choices and value not in choices:
+            raise ConfigError(f"{type(obj).__name__}.{f.name} = {value!r} is not one of {list(choices)}")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The LRU classifier: blocks x width H x state size N (Table 1), init ring and dropout."""
+
+    num_blocks: int = 1
+    width: int = 8
+    state_size: int = 256
+    dropout: float = 0.1
+    r_min: float = 0.9
+    r_max: float = 0.999
+    max_phase: float = 6.28
+    recurrence: RecurrenceChoice = "auto"  # "auto": chosen per backend and shape by lru.choose_recurrence
+
+    def __post_init__(self):
+        _check_literals(self)
+        _require(self.num_blocks >= 1 and self.width >= 1 and self.state_size >= 1,
+                 "model.num_blocks, model.width and model.state_size must be positive integers")
+        _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+        _require(0.0 <= self.r_min < self.r_max < 1.0, "model.r_min < model.r_max must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with a constant or warm-up + cosine schedule; SSM parameters get lr * ssm_lr_factor, no decay."""
+
+    lr: float = 1e-3
+    schedule: Literal["constant", "warmup_cosine"] = "constant"
+    warmup_frac: float = 0.1  # linear warm-up from init_lr over this fraction of the steps
+    init_lr: float = 1e-7
+    final_lr: float = 1e-7  # cosine decays to this
+    weight_decay: float = 0.0
+    ssm_lr_factor: float = 1.0
+
+    def __post_init__(self):
+        _check_literals(self)
+        _require(self.lr > 0 and self.ssm_lr_factor > 0, "optim.lr and optim.ssm_lr_factor must be positive")
+        _require(0.0 <= self.warmup_frac < 1.0, f"optim.warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        _require(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
+
+
+@dataclass(frozen=True)
+class ReductionConfig:
+    """When and how to compress: the mode, its parameter, the attempt schedule and the truncation options."""
+
+    mode: Literal["none", "tolerance", "fixed", "pragmatic"] = "none"
+    tau: float = 0.0  # tolerance mode: fraction of Hankel energy (sum of HSVs) discarded
+    fraction: float = 0.1  # fixed / pragmatic modes: fraction of states removed per attempt
+    gate: float = 0.95  # reduce a block only if its new size < gate * its current size
+    first_step: int = 0  # attempts at first_step, first_step + every_steps, ... <= last_step
+    every_steps: int = 0
+    last_step: int = 0
+    rollback_tolerance: float = 0.02  # pragmatic: roll back and stop if val accuracy drops by more
+    selection: Literal["largest", "smallest", "random"] = "largest"
+    method: Literal["sqrtm", "chol"] = "sqrtm"
+    system: Literal["complex", "real"] = "complex"  # whose HSVs: the paper's complex system, or Re() output
+    precision: Literal["float64", "float32"] = "float64"
+    opt_state: Literal["slice", "reset"] = "slice"  # Adam moments after a reduction (see compression.py)
+
+    def __post_init__(self):
+        _check_literals(self)
+        _require(0.0 <= self.tau < 1.0, f"reduction.tau must be in [0, 1), got {self.tau}")
+        _require(0.0 < self.fraction < 1.0, f"reduction.fraction must be in (0, 1), got {self.fraction}")
+        _require(0.0 < self.gate <= 1.0, f"reduction.gate must be in (0, 1], got {self.gate}")
+        if self.mode != "none":
+            _require(self.first_step >= 1 and self.every_steps >= 1 and self.last_step >= self.first_step,
+                     "reduction needs first_step >= 1, every_steps >= 1 and last_step >= first_step")
+
+    def attempt_steps(self) -> tuple[int, ...]:
+        """The training steps (1-based, after the step) at which a reduction is attempted."""
+        if self.mode == "none":
+            return ()
+        return tuple(range(self.first_step, self.last_step + 1, self.every_steps))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run except its seed and output folder."""
+
+    name: str
+    dataset: str
+    steps: int
+    batch_size: int
+    eval_every: int
+    val_frac: float = 0.1
+    eval_batch_size: int = 500  # evaluation only; results do not depend on it
+    data_limit: int | None = None  # keep only this many examples per split (smoke profile)
+    profile: str = "paper"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    reduction: ReductionConfig = field(default_factory=ReductionConfig)
+
+    def __post_init__(self):
+        _require(self.steps >= 1, f"steps must be a positive number of training steps, got {self.steps}")
+        _require(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
+        _require(self.eval_every >= 1, f"eval_every must be positive, got {self.eval_every}")
+        _require(0.0 <= self.val_frac < 1.0, f"val_frac must be in [0, 1), got {self.val_frac}")
+        _require(self.dataset in DATASETS,
+                 f"unknown dataset {self.dataset!r}{_closest(self.dataset, DATASETS)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "reduction": ReductionConfig}
+
+
+def _closest(word: str, options) -> str:
+    match = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else f" (known: {', '.join(sorted(options))})"
+
+
+def _build(cls, values: dict, where: str):
+    """Instantiate dataclass `cls` from a dict, raising ConfigError on unknown keys or wrong types."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            raise ConfigError(f"unknown config key {where + key!r}{_closest(key, names)}")
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise ConfigError(f"bad value in {where or 'config'}: {error}") from None
+
+
+def from_dict(values: dict) -> RunConfig:
+    """A RunConfig from a nested dict (as in the YAML files and `to_dict`)."""
+    values = dict(values)
+    for section, cls in _SECTIONS.items():
+        if section in values:
+            values[section] = _build(cls, dict(values[section] or {}), f"{section}.")
+    return _build(RunConfig, values, "")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Named configs (YAML in the package)
+# ----------------------------------------------------------------------------------------------------------
+def config_names() -> list[str]:
+    """Names of the packaged configs, e.g. 'smnist_tau0.01'."""
+    files = resources.files("compressm").joinpath("configs").iterdir()
+    return sorted(f.name.removesuffix(".yaml") for f in files if f.name.endswith(".yaml"))
+
+
+def _raw(name: str) -> dict:
+    """The merged dict of config `name`, following `base:` links."""
+    names = config_names()
+    if name not in names:
+        raise ConfigError(f"unknown config {name!r}{_closest(name, names)}")
+    text = resources.files("compressm").joinpath("configs", f"{name}.yaml").read_text()
+    values = yaml.safe_load(text) or {}
+    base = values.pop("base", None)
+    merged = _raw(base) if base else {}
+    return _merge(merged, values)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _parse_overrides(overrides: dict) -> dict:
+    """{'reduction.tau': 0.1, 'steps': 10} -> nested dict."""
+    nested: dict = {}
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return nested
+
+
+def get_config(name: str, profile: str = "paper", overrides: dict | None = None) -> RunConfig:
+    """The packaged config `name`, scaled by `profile`, with dotted-key `overrides` applied last."""
+    values = _raw(name)
+    values["name"] = name
+    config = apply_profile(from_dict(values), profile)
+    if overrides:
+        config = from_dict(_merge(config.to_dict(), _parse_overrides(overrides)))
+    return config
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Profiles: the one scaling rule
+# ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Profile:
+    """A budget: how many steps per data set, how many evaluations, and (smoke only) smaller shapes."""
+
+    name: str
+    description: str
+    steps: dict[str, int] = field(default_factory=dict)  # per data set; absent = the paper's
+    evaluations: int | None = None  # evaluations over the run; None keeps the paper's (40 for both tables)
+    data_limit: int | None = None
+    max_width: int | None = None
+    max_blocks: int | None = None
+
+
+CPU_STEPS_SMNIST = 10_000
+PROFILES = {
+    "paper": Profile("paper", "the paper's recipe as published (Table 1)"),
+    "cpu": Profile(
+        "cpu",
+        f"sMNIST on a 2-core CPU: the paper's recipe with {CPU_STEPS_SMNIST} of its 200k steps (5 %), chosen so"
+        " that the 21 runs of Table 2 (7 configs x 3 seeds) take about two hours with the convolution"
+        " recurrence; 40 evaluations and 40 reduction attempts, as in the paper",
+        steps={"smnist": CPU_STEPS_SMNIST},
+    ),
+    "smoke": Profile(
+        "smoke",
+        "a seconds-long plumbing check, not a result: 40 steps, 4 evaluations, 256 examples per split,"
+        " width <= 16 and <= 2 blocks",
+        steps={"smnist": 40, "scifar": 40},
+        evaluations=4,
+        data_limit=256,
+        max_width=16,
+        max_blocks=2,
+    ),
+}
+
+
+def apply_profile(config: RunConfig, profile: str) -> RunConfig:
+    """Scale a paper config to a profile, keeping its recipe.
+
+    The rule: steps become the profile's; evaluation interval and every reduction-schedule step are
+    multiplied by the same factor (new eval interval / paper eval interval, the interval being
+    steps / evaluations), rounded to whole steps and at least 1, and the last attempt is clipped to the run.
+    So the number of evaluations, and the number and relative position of reduction attempts, are kept.
+    The warm-up is a fraction of the steps and scales by itself. Smoke also shrinks data and shapes.
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}{_closest(profile, PROFILES)}")
+    spec = PROFILES[profile]
+    if profile == "paper":
+        return config
+    if config.dataset not in spec.steps:
+        raise ConfigError(
+            f"profile {profile!r} has no budget for {config.dataset} (it covers {', '.join(spec.steps)});"
+            " use --profile paper on a GPU"
+        )
+    steps = spec.steps[config.dataset]
+    evaluations = spec.evaluations or config.steps // config.eval_every
+    eval_every = max(1, steps // evaluations)
+    factor = eval_every / config.eval_every
+    scale = lambda s: max(1, round(s * factor))
+    red = config.reduction
+    first, every = scale(red.first_step), scale(red.every_steps)
+    last = max(first, min(scale(red.last_step), steps))
+    reduction = dataclasses.replace(red, first_step=first, every_steps=every, last_step=last)
+    model = config.model
+    if spec.max_width or spec.max_blocks:
+        model = dataclasses.replace(
+            model,
+            width=min(model.width, spec.max_width or model.width),
+            num_blocks=min(model.num_blocks, spec.max_blocks or model.num_blocks),
+        )
+    return dataclasses.replace(
+        config, profile=profile, steps=steps, eval_every=eval_every, reduction=reduction, model=model,
+        data_limit=spec.data_limit or config.data_limit,
+    )
+
+
+def profile_note(config: RunConfig, paper_steps: int) -> str:
+    """'cpu profile, 10000 steps of 200k' for a scaled run; '' for the paper's."""
+    if config.profile == "paper":
+        return ""
+    return f"{config.profile} profile, {config.steps} steps of {math.floor(paper_steps / 1000)}k"

@@ -1,0 +1,17 @@
+"""User-facing errors: one line that says what went wrong and what to do.
+
+The command line turns any `CompressmError` into `error: <message>` and exit status 2;
+anything else is a bug and keeps its traceback.
+"""
+
+
+class CompressmError(Exception):
+    """Bad input from the user (config, data, paths); the message is one actionable line."""
+
+
+class ConfigError(CompressmError, ValueError):
+    """An unknown config name or key, or a value out of range."""
+
+
+class DataError(CompressmError, FileNotFoundError):
+    """A data set that is missing, incomplete or corrupt."""

@@ -1,0 +1,153 @@
+"""The Linear Recurrent Unit (Orvieto et al., 2023): parameters, initialisation and exact recurrences.
+
+One LRU layer with state size N and width H maps an input sequence u (L, H) to y (L, H):
+
+    x_k = lambda * x_{k-1} + B u_k,        y_k = Re(C x_k) + D * u_k,        x_0 = 0,
+
+with lambda = exp(-exp(nu_log) + i exp(theta_log)) (N complex eigenvalues, |lambda| < 1) and
+B = gamma * (B_re + i B_im), gamma = exp(gamma_log). Everything here is a pure function of arrays for
+ONE sequence; batch with `jax.vmap`. The recurrences all compute the same y; they differ in cost:
+
+- ``scan``:        `lax.scan` over time, O(L N) sequential work after the (L, H) x (H, N) input product;
+- ``associative``: `lax.associative_scan`, O(L N log L) work but O(log L) depth (the paper's choice, GPU);
+- ``conv``:        causal convolution of u with the closed-form kernel K_t = Re(C diag(lambda^t) B) (L, H, H)
+                   through a real FFT; the kernel costs L H^2 N once per batch instead of L N H per sequence,
+                   so it wins when H is small (sMNIST) and loses when H is large (sCIFAR).
+"""
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+Recurrence = Literal["scan", "associative", "conv"]
+RECURRENCES: tuple[str, ...] = ("scan", "associative", "conv")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parameterisation and initialisation
+# ----------------------------------------------------------------------------------------------------------
+def init_nu_log(key: jax.Array, n: int, r_min: float = 0.9, r_max: float = 0.999) -> jax.Array:
+    """nu_log (N,) so that |lambda|^2 ~ U[r_min^2, r_max^2]."""
+    u = jax.random.uniform(key, (n,))
+    return jnp.log(-0.5 * jnp.log(u * (r_max**2 - r_min**2) + r_min**2))
+
+
+def init_theta_log(key: jax.Array, n: int, max_phase: float = 6.28) -> jax.Array:
+    """theta_log (N,) so that the phase ~ U[0, max_phase]."""
+    return jnp.log(max_phase * jax.random.uniform(key, (n,)))
+
+
+def gamma_log_for(nu_log: jax.Array) -> jax.Array:
+    """gamma_log (N,) = log sqrt(1 - |lambda|^2), the input normalisation of the LRU."""
+    return 0.5 * jnp.log1p(-jnp.exp(-2.0 * jnp.exp(nu_log)))
+
+
+def lambdas_from(nu_log: jax.Array, theta_log: jax.Array) -> jax.Array:
+    """Eigenvalues lambda (N,) complex from nu_log, theta_log (N,) real."""
+    return jnp.exp(-jnp.exp(nu_log) + 1j * jnp.exp(theta_log))
+
+
+def system_from(params: dict) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The diagonal system (lambdas (N,), B (N, H), C (H, N), D (H,)) of an LRU parameter dict.
+
+    B includes gamma; lambdas, B, C are complex, D is real.
+    """
+    lambdas = lambdas_from(params["nu_log"], params["theta_log"])
+    gamma = jnp.exp(params["gamma_log"])
+    B = (params["B_re"] + 1j * params["B_im"]) * gamma[:, None]
+    C = params["C_re"] + 1j * params["C_im"]
+    return lambdas, B, C, params["D"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Recurrences: u (L, H) real -> y (L, H) real
+# ----------------------------------------------------------------------------------------------------------
+def _readout(C: jax.Array, D: jax.Array, states: jax.Array, u: jax.Array) -> jax.Array:
+    """y (L, H) = Re(states @ C^T) + D * u for states (L, N)."""
+    return (states @ C.T).real + D * u
+
+
+def apply_scan(lambdas, B, C, D, u):
+    """LRU output y (L, H) with a sequential `lax.scan` over time."""
+    Bu = u.astype(B.dtype) @ B.T  # (L, N)
+
+    def step(x, bu):
+        x = lambdas * x + bu
+        return x, x
+
+    _, states = jax.lax.scan(step, jnp.zeros_like(Bu[0]), Bu)
+    return _readout(C, D, states, u)
+
+
+def _combine(left, right):
+    """Composition of two affine maps x -> a x + b (the associative operator of a diagonal recurrence)."""
+    a_l, b_l = left
+    a_r, b_r = right
+    return a_r * a_l, a_r * b_l + b_r
+
+
+def apply_associative(lambdas, B, C, D, u):
+    """LRU output y (L, H) with a parallel `lax.associative_scan` over time."""
+    Bu = u.astype(B.dtype) @ B.T  # (L, N)
+    powers = jnp.broadcast_to(lambdas, Bu.shape)
+    _, states = jax.lax.associative_scan(_combine, (powers, Bu))
+    return _readout(C, D, states, u)
+
+
+def lru_kernel(lambdas, B, C, length: int) -> jax.Array:
+    """Impulse-response kernel K (L, H, H), K_t = Re(C diag(lambda^t) B), for t = 0..L-1.
+
+    Computed as one real matrix product [Re P, Im P] (L, 2N) @ [Re W; -Im W] (2N, H^2), with P_tn = lambda_n^t
+    and W_n = outer(C[:, n], B[n, :]): complex batched products are several times slower on CPU.
+    """
+    n, width = B.shape
+    t = jnp.arange(length, dtype=lambdas.real.dtype)
+    powers = jnp.exp(t[:, None] * jnp.log(lambdas)[None, :])  # (L, N) = lambda^t
+    W = (C.T[:, :, None] * B[:, None, :]).reshape(n, width * width)  # (N, H^2)
+    P = jnp.concatenate([powers.real, powers.imag], axis=1)
+    return (P @ jnp.concatenate([W.real, -W.imag], axis=0)).reshape(length, width, width)
+
+
+def _fft_size(length: int) -> int:
+    """Smallest power of two >= 2L - 1: linear (not circular) convolution, fast FFT size."""
+    return 1 << (2 * length - 2).bit_length()
+
+
+def apply_conv(lambdas, B, C, D, u):
+    """LRU output y (L, H) as the causal convolution of u with `lru_kernel`, through a real FFT."""
+    length = u.shape[0]
+    n = _fft_size(length)
+    K_f = jnp.fft.rfft(lru_kernel(lambdas, B, C, length), n=n, axis=0)  # (F, H, H)
+    u_f = jnp.fft.rfft(u, n=n, axis=0)  # (F, H)
+    y = jnp.fft.irfft(jnp.einsum("fij,fj->fi", K_f, u_f), n=n, axis=0)[:length]
+    return y + D * u
+
+
+_APPLY = {"scan": apply_scan, "associative": apply_associative, "conv": apply_conv}
+
+
+def apply_lru(recurrence: Recurrence, lambdas, B, C, D, u):
+    """LRU output y (L, H) of one sequence u (L, H) with the named recurrence."""
+    return _APPLY[recurrence](lambdas, B, C, D, u)
+
+
+def choose_recurrence(backend: str, width: int, batch: int) -> Recurrence:
+    """The fastest exact recurrence for this backend and shape (rule measured by `compressm bench`).
+
+    CPU: the FFT convolution pays L H^2 N once per batch, the scan B L N H; measured on 2 cores, the
+    convolution wins by 10-40x at H = 8 and loses from about H >= B / 2, so conv iff 2 H < B, else scan.
+    GPU: the same FFT rule, with the associative scan instead of the sequential one for large H.
+    """
+    if 2 * width < batch:
+        return "conv"
+    return "scan" if backend == "cpu" else "associative"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Streaming (recurrent) inference: one step per input
+# ----------------------------------------------------------------------------------------------------------
+def lru_step(lambdas, B, C, D, x, u_t):
+    """One recurrent step: state x (N,) complex, input u_t (H,) -> (new state (N,), output y_t (H,))."""
+    x = lambdas * x + B @ u_t.astype(B.dtype)
+    return x, (C @ x).real + D * u_t

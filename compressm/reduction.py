@@ -1,0 +1,209 @@
+"""Balanced truncation of one LRU layer: Gramians, Hankel singular values, rank, truncation, back to LRU form.
+
+Works on plain arrays. A diagonal system is (lambdas (N,) complex, B (N, H) complex with gamma folded in,
+C (H, N) complex); `compressm.lru.system_from` makes one from LRU parameters. Everything up to the truncated
+matrices is `jax.numpy` in the dtype of its inputs (run it in float64 under `jax.enable_x64(True)` for the
+paper's accuracy, or in float32 where the parameters live); the small eigendecomposition that turns the
+truncated system back into LRU parameters runs on the host in numpy.
+
+Which system the HSVs describe (`system=`):
+- ``"complex"`` (the paper's, default): the complex system (lambdas, B, C), ignoring the Re() on the output.
+- ``"real"``: the exact real-output system y = Re(C x), i.e. the conjugate-augmented 2N-state system
+  ([lambda, conj lambda], [B; conj B], [C, conj C] / 2), in real coordinates. Its HSVs differ from the
+  complex ones; its truncation yields conjugate pairs, each stored as one LRU state with C doubled.
+"""
+
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+HsvSystem = Literal["complex", "real"]
+Method = Literal["sqrtm", "chol"]
+Selection = Literal["largest", "smallest", "random"]
+
+GRAMIAN_EPS = 1e-9  # the paper's regulariser: P^1/2 = sqrtm(P + eps I) (Cholesky form: chol(P + eps I))
+MIN_PHASE = 1e-10  # theta floored here (rad) so that theta_log stays finite for real eigenvalues
+MIN_DECAY = 1e-9  # -log|lambda| floored here so that nu_log stays finite and |lambda| < 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Gramians and Hankel singular values
+# ----------------------------------------------------------------------------------------------------------
+def gramians(lambdas: jax.Array, B: jax.Array, C: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Closed-form Gramians (P, Q), each (N, N) Hermitian, of x' = diag(lambdas) x + B u, y = C x.
+
+    P solves P = A P A^H + B B^H and Q solves Q = A^H Q A + C^H C for A = diag(lambdas):
+    P_ij = (B B^H)_ij / (1 - l_i conj(l_j)),  Q_ij = (C^H C)_ij / (1 - conj(l_i) l_j).
+    """
+    outer = lambdas[:, None] * jnp.conj(lambdas)[None, :]
+    P = (B @ jnp.conj(B).T) / (1 - outer)
+    Q = (jnp.conj(C).T @ C) / (1 - jnp.conj(outer))
+    return P, Q
+
+
+def augment_conjugate(lambdas, B, C):
+    """The 2N-state complex system whose output is the real output Re(C x) of (lambdas, B, C)."""
+    return (
+        jnp.concatenate([lambdas, jnp.conj(lambdas)]),
+        jnp.concatenate([B, jnp.conj(B)], axis=0),
+        0.5 * jnp.concatenate([C, jnp.conj(C)], axis=1),
+    )
+
+
+def _sqrt_psd(P: jax.Array, eps: float) -> jax.Array:
+    """Hermitian square root of P + eps I for Hermitian positive semi-definite P (N, N)."""
+    w, V = jnp.linalg.eigh(P)
+    return (V * jnp.sqrt(jnp.clip(w + eps, 0.0))) @ jnp.conj(V).T
+
+
+def hankel_singular_values(P: jax.Array, Q: jax.Array) -> jax.Array:
+    """HSVs sigma (N,), descending: sqrt(eig(P Q)) = sqrt(eig(P^1/2 Q P^1/2)), by Hermitian routines only."""
+    P_half = _sqrt_psd(P, 0.0)
+    s2 = jnp.linalg.eigvalsh(P_half @ Q @ P_half)
+    return jnp.sqrt(jnp.clip(s2[::-1], 0.0))
+
+
+def system_hsv(lambdas, B, C, system: HsvSystem = "complex") -> jax.Array:
+    """HSVs (N,) of the diagonal system (complex) or 2N HSVs of its real-output system (real), descending."""
+    if system == "real":
+        lambdas, B, C = augment_conjugate(lambdas, B, C)
+    return hankel_singular_values(*gramians(lambdas, B, C))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rank selection (host-side decisions on a few numbers)
+# ----------------------------------------------------------------------------------------------------------
+def rank_for_tau(hsv, tau: float) -> int:
+    """Smallest r with sum(hsv[:r]) >= (1 - tau) * sum(hsv); hsv descending. Energy is the SUM of HSVs."""
+    if not 0.0 <= tau < 1.0:
+        raise ValueError(f"tau must be in [0, 1), got {tau}")
+    hsv = np.asarray(hsv, dtype=np.float64)
+    cumulative = np.cumsum(hsv)
+    return int(np.searchsorted(cumulative, (1.0 - tau) * cumulative[-1]) + 1)
+
+
+def rank_for_fraction(n: int, fraction: float) -> int:
+    """Fixed-fraction policy: remove `fraction` of the n states (at least one state stays)."""
+    return max(1, int(n * (1.0 - fraction)))
+
+
+def passes_gate(rank: int, n: int, gate: float = 0.95) -> bool:
+    """The paper's gate: reduce only if the new size is below gate * the current size."""
+    return rank < gate * n
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Balanced truncation
+# ----------------------------------------------------------------------------------------------------------
+class Balancing(NamedTuple):
+    """Balancing transform: Tinv @ P @ Tinv^H = T^H @ Q @ T = diag(hsv) (up to eps)."""
+
+    T: jax.Array  # (N, N)
+    Tinv: jax.Array  # (N, N)
+    hsv: jax.Array  # (N,) descending, of the eps-regularised Gramians
+
+
+def balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) -> Balancing:
+    """The balancing transform of Gramians P, Q (N, N).
+
+    sqrtm (paper default): P^1/2 = sqrtm(P + eps I), U S U^H = P^1/2 Q P^1/2, T = P^1/2 U S^-1/4, and
+    Tinv = S^-3/4 U^H P^1/2 Q, which equals T^-1 without inverting the ill-conditioned P^1/2.
+    chol (square-root method): Lc = chol(P + eps I), Lo = chol(Q + eps I), U S V^H = svd(Lo^H Lc),
+    T = Lc V S^-1/2, Tinv = S^-1/2 U^H Lo^H. Both give hsv = S^1/2 (sqrtm) or S (chol).
+    """
+    if method == "sqrtm":
+        P_half = _sqrt_psd(P, eps)
+        s2, U = jnp.linalg.eigh(P_half @ Q @ P_half)
+        s2, U = jnp.clip(s2[::-1], jnp.finfo(s2.dtype).tiny), U[:, ::-1]
+        T = (P_half @ U) * s2**-0.25
+        Tinv = (s2**-0.75)[:, None] * (jnp.conj(U).T @ P_half @ Q)
+        return Balancing(T, Tinv, jnp.sqrt(s2))
+    if method == "chol":
+        eye = jnp.eye(P.shape[0], dtype=P.dtype)
+        Lc = jnp.linalg.cholesky(P + eps * eye)
+        Lo = jnp.linalg.cholesky(Q + eps * eye)
+        U, s, Vh = jnp.linalg.svd(jnp.conj(Lo).T @ Lc)
+        T = (Lc @ jnp.conj(Vh).T) * s**-0.5
+        Tinv = (s**-0.5)[:, None] * (jnp.conj(U).T @ jnp.conj(Lo).T)
+        return Balancing(T, Tinv, s)
+    raise ValueError(f"unknown balancing method {method!r}; use 'sqrtm' or 'chol'")
+
+
+def real_coordinates(lambdas, B, C, P, Q):
+    """Real form (A (2N, 2N), B (2N, H), C (H, 2N), P, Q) of the conjugate-augmented system and its Gramians.
+
+    The state w = [Re x; Im x] = M z for z = [x; conj x], M = [[I, I], [-iI, iI]] / 2; the Gramians
+    (P, Q) of z transform as M P M^H and M^-H Q M^-1 and come out real.
+    """
+    n = lambdas.shape[0]
+    eye = jnp.eye(n, dtype=lambdas.dtype)
+    M = 0.5 * jnp.block([[eye, eye], [-1j * eye, 1j * eye]])
+    Minv = jnp.block([[eye, 1j * eye], [eye, -1j * eye]])
+    re, im = lambdas.real, lambdas.imag
+    A = jnp.block([[jnp.diag(re), -jnp.diag(im)], [jnp.diag(im), jnp.diag(re)]])
+    B_w = jnp.concatenate([B.real, B.imag], axis=0)
+    C_w = jnp.concatenate([C.real, -C.imag], axis=1)
+    P_w = (M @ P @ jnp.conj(M).T).real
+    Q_w = (jnp.conj(Minv).T @ Q @ Minv).real
+    return A, B_w, C_w, P_w, Q_w
+
+
+def truncate(A, B, C, bal: Balancing, keep: jax.Array):
+    """Balanced truncation to the balanced states `keep` (r,): (Tinv A T, Tinv B, C T) restricted to them.
+
+    A is (N,) for a diagonal system or (N, N); returns dense A_r (r, r), B_r (r, H), C_r (H, r).
+    """
+    T, Tinv = bal.T[:, keep], bal.Tinv[keep]
+    A_T = A[:, None] * T if A.ndim == 1 else A @ T
+    return Tinv @ A_T, Tinv @ B, C @ T
+
+
+def keep_indices(n: int, rank: int, selection: Selection, key: jax.Array | None = None) -> np.ndarray:
+    """Indices (rank,) of the states kept: the largest HSVs (paper), the smallest, or random (needs key)."""
+    if selection == "largest":
+        return np.arange(rank)
+    if selection == "smallest":
+        return np.arange(n - rank, n)
+    if selection == "random":
+        if key is None:
+            raise ValueError("selection='random' needs a PRNG key")
+        return np.sort(np.asarray(jax.random.choice(key, n, (rank,), replace=False)))
+    raise ValueError(f"unknown selection {selection!r}; use 'largest', 'smallest' or 'random'")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Back to the LRU parameterisation (host, numpy)
+# ----------------------------------------------------------------------------------------------------------
+def lru_params_from_system(A_r, B_r, C_r, D, real: bool = False) -> dict:
+    """LRU parameters (nu_log, theta_log, gamma_log, B_re, B_im, C_re, C_im, D) of a dense system.
+
+    Eigendecomposes A_r = V diag(lambda') V^-1 and uses B' = V^-1 B_r, C' = C_r V, gamma' = sqrt(1 - |lambda'|^2),
+    stored B = B' / gamma'. With real=True, (A_r, B_r, C_r) is a real system with output C_r x: each conjugate
+    pair of eigenvalues becomes one LRU state with C' doubled (Re(c x) + Re(conj(c x)) = 2 Re(c x)).
+    D is returned unchanged. Phases are floored at MIN_PHASE and -log|lambda'| at MIN_DECAY.
+    """
+    A_r, B_r, C_r = (np.asarray(M) for M in (A_r, B_r, C_r))
+    dtype = np.asarray(D).dtype
+    lam, V = np.linalg.eig(A_r)
+    Bd, Cd = np.linalg.solve(V, B_r), C_r @ V
+    if real:
+        keep = lam.imag >= 0
+        Cd = Cd * np.where(lam.imag > 0, 2.0, 1.0)[None, :]
+        lam, Bd, Cd = lam[keep], Bd[keep], Cd[:, keep]
+    decay = np.maximum(-np.log(np.abs(lam)), MIN_DECAY)
+    phase = np.maximum(np.mod(np.angle(lam), 2 * np.pi), MIN_PHASE)
+    gamma = np.sqrt(-np.expm1(-2.0 * decay))  # sqrt(1 - |lambda'|^2)
+    B_lru = Bd / gamma[:, None]
+    as_param = lambda x: jnp.asarray(x, dtype=dtype)
+    return {
+        "nu_log": as_param(np.log(decay)),
+        "theta_log": as_param(np.log(phase)),
+        "gamma_log": as_param(np.log(gamma)),
+        "B_re": as_param(B_lru.real),
+        "B_im": as_param(B_lru.imag),
+        "C_re": as_param(Cd.real),
+        "C_im": as_param(Cd.imag),
+        "D": jnp.asarray(D),
+    }
