@@ -67,14 +67,14 @@ def block_hsv(lru_params: dict, system: str = "complex", precision: str = "float
 
 
 @partial(jax.jit, static_argnames=("system", "method"))
-def _truncated_system(lru_params, keep, *, system, method):
+def _balanced_system(lru_params, *, system, method):
+    """(A, B, C, Balancing) of one LRU layer: compiled once per state size N."""
     lambdas, B, C, _ = lru.system_from(lru_params)
     if system == "real":
-        P, Q = reduction.gramians(*reduction.augment_conjugate(lambdas, B, C))
-        A, B, C, P, Q = reduction.real_coordinates(lambdas, B, C, P, Q)
+        A, B, C, P, Q = reduction.real_coordinates(lambdas, B, C)
     else:
         A, (P, Q) = lambdas, reduction.gramians(lambdas, B, C)
-    return reduction.truncate(A, B, C, reduction.balancing(P, Q, method), keep)
+    return A, B, C, reduction.balancing(P, Q, method)
 
 
 def reduce_block(lru_params: dict, rank: int, config: ReductionConfig, key: jax.Array) -> dict:
@@ -89,10 +89,9 @@ def reduce_block(lru_params: dict, rank: int, config: ReductionConfig, key: jax.
     size = 2 * n if config.system == "real" else n
     keep = jnp.asarray(reduction.keep_indices(size, rank, config.selection))
     with _with_precision(config.precision):
-        A_r, B_r, C_r = _truncated_system(
-            _in_precision(lru_params, config.precision), keep, system=config.system, method=config.method
-        )
-        A_r, B_r, C_r = (np.asarray(M) for M in (A_r, B_r, C_r))
+        A, B, C, bal = _balanced_system(_in_precision(lru_params, config.precision),
+                                        system=config.system, method=config.method)
+        A_r, B_r, C_r = (np.asarray(M) for M in reduction.truncate(A, B, C, bal, keep))
     return reduction.lru_params_from_system(A_r, B_r, C_r, lru_params["D"], real=config.system == "real")
 
 

@@ -59,10 +59,12 @@ def _sqrt_psd(P: jax.Array, eps: float) -> jax.Array:
 
 
 def hankel_singular_values(P: jax.Array, Q: jax.Array) -> jax.Array:
-    """HSVs sigma (N,), descending: sqrt(eig(P Q)) = sqrt(eig(P^1/2 Q P^1/2)), by Hermitian routines only."""
-    P_half = _sqrt_psd(P, 0.0)
-    s2 = jnp.linalg.eigvalsh(P_half @ Q @ P_half)
-    return jnp.sqrt(jnp.clip(s2[::-1], 0.0))
+    """HSVs sigma (N,), descending: sqrt(eig(P Q)), computed as the singular values of Q^1/2 P^1/2.
+
+    Square-root factors keep the small HSVs accurate relative to sigma_max (the product P Q would lose
+    them to rounding, as would eig(P^1/2 Q P^1/2)); only Hermitian eigensolvers and an SVD are used.
+    """
+    return jnp.linalg.svd(_sqrt_psd(Q, 0.0) @ _sqrt_psd(P, 0.0), compute_uv=False)
 
 
 def system_hsv(lambdas, B, C, system: HsvSystem = "complex") -> jax.Array:
@@ -98,11 +100,10 @@ def passes_gate(rank: int, n: int, gate: float = 0.95) -> bool:
 # Balanced truncation
 # ----------------------------------------------------------------------------------------------------------
 class Balancing(NamedTuple):
-    """Balancing transform: Tinv @ P @ Tinv^H = T^H @ Q @ T = diag(hsv) (up to eps)."""
+    """Balancing transform: Tinv @ P @ Tinv^H = T^H @ Q @ T = diag(HSVs) (of the eps-regularised Gramians)."""
 
-    T: jax.Array  # (N, N)
+    T: jax.Array  # (N, N), columns ordered by decreasing HSV
     Tinv: jax.Array  # (N, N)
-    hsv: jax.Array  # (N,) descending, of the eps-regularised Gramians
 
 
 def balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) -> Balancing:
@@ -111,7 +112,7 @@ def balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) -> Balan
     sqrtm (paper default): P^1/2 = sqrtm(P + eps I), U S U^H = P^1/2 Q P^1/2, T = P^1/2 U S^-1/4, and
     Tinv = S^-3/4 U^H P^1/2 Q, which equals T^-1 without inverting the ill-conditioned P^1/2.
     chol (square-root method): Lc = chol(P + eps I), Lo = chol(Q + eps I), U S V^H = svd(Lo^H Lc),
-    T = Lc V S^-1/2, Tinv = S^-1/2 U^H Lo^H. Both give hsv = S^1/2 (sqrtm) or S (chol).
+    T = Lc V S^-1/2, Tinv = S^-1/2 U^H Lo^H.
     """
     if method == "sqrtm":
         P_half = _sqrt_psd(P, eps)
@@ -119,7 +120,7 @@ def balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) -> Balan
         s2, U = jnp.clip(s2[::-1], jnp.finfo(s2.dtype).tiny), U[:, ::-1]
         T = (P_half @ U) * s2**-0.25
         Tinv = (s2**-0.75)[:, None] * (jnp.conj(U).T @ P_half @ Q)
-        return Balancing(T, Tinv, jnp.sqrt(s2))
+        return Balancing(T, Tinv)
     if method == "chol":
         eye = jnp.eye(P.shape[0], dtype=P.dtype)
         Lc = jnp.linalg.cholesky(P + eps * eye)
@@ -127,16 +128,18 @@ def balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) -> Balan
         U, s, Vh = jnp.linalg.svd(jnp.conj(Lo).T @ Lc)
         T = (Lc @ jnp.conj(Vh).T) * s**-0.5
         Tinv = (s**-0.5)[:, None] * (jnp.conj(U).T @ jnp.conj(Lo).T)
-        return Balancing(T, Tinv, s)
+        return Balancing(T, Tinv)
     raise ValueError(f"unknown balancing method {method!r}; use 'sqrtm' or 'chol'")
 
 
-def real_coordinates(lambdas, B, C, P, Q):
-    """Real form (A (2N, 2N), B (2N, H), C (H, 2N), P, Q) of the conjugate-augmented system and its Gramians.
+def real_coordinates(lambdas, B, C):
+    """Real-output system y = Re(C x) in real coordinates, with its Gramians: (A, B, C, P, Q), all real.
 
-    The state w = [Re x; Im x] = M z for z = [x; conj x], M = [[I, I], [-iI, iI]] / 2; the Gramians
-    (P, Q) of z transform as M P M^H and M^-H Q M^-1 and come out real.
+    Shapes A (2N, 2N), B (2N, H), C (H, 2N), P, Q (2N, 2N). The state w = [Re x; Im x] = M z for
+    z = [x; conj x], M = [[I, I], [-iI, iI]] / 2; the closed-form Gramians (P, Q) of the conjugate-augmented
+    system (z) transform as M P M^H and M^-H Q M^-1 and come out real.
     """
+    P, Q = gramians(*augment_conjugate(lambdas, B, C))
     n = lambdas.shape[0]
     eye = jnp.eye(n, dtype=lambdas.dtype)
     M = 0.5 * jnp.block([[eye, eye], [-1j * eye, 1j * eye]])
@@ -154,6 +157,7 @@ def truncate(A, B, C, bal: Balancing, keep: jax.Array):
     """Balanced truncation to the balanced states `keep` (r,): (Tinv A T, Tinv B, C T) restricted to them.
 
     A is (N,) for a diagonal system or (N, N); returns dense A_r (r, r), B_r (r, H), C_r (H, r).
+    Plain indexing and products only: works on jax and numpy arrays alike.
     """
     T, Tinv = bal.T[:, keep], bal.Tinv[keep]
     A_T = A[:, None] * T if A.ndim == 1 else A @ T

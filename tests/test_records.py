@@ -1,0 +1,302 @@
+"""Tests for compressm.records: what a trained run's folder holds, that it loads back exactly, that incomplete or
+failed folders are never taken for results, and the pandas view of a runs folder.
+
+Training is the slow part (JIT compiles), so the suite trains ONCE: `trained_run` below runs
+`python -m compressm train` in-process on generated MNIST files and is shared with test_cli.py.
+"""
+
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from compressm import records
+from compressm.configs import RunConfig, from_dict, get_config
+from compressm.errors import CompressmError
+from compressm.train import RunResult
+from fakes import write_fake_mnist
+
+# The one training run of the suite: smoke profile, 10 steps (one evaluation with one reduction attempt, at
+# step 10) and N = 64 states instead of 256 (the reduction's host-side eigendecomposition is the slow part at
+# N = 256). Enough generated examples that train, val and test all hold smoke's 256 (one eval shape).
+TRAIN_CONFIG = "smnist_tau0.02"
+TRAIN_SEED = 3
+TRAIN_SETS = ["steps=10", "model.state_size=64"]
+TRAIN_OVERRIDES = {"steps": 10, "model.state_size": 64}
+RECORD_FILES = {"config.yaml", "hsv.npz", "params.msgpack", "metrics.json"}
+RUNS_COLUMNS = ["profile", "config", "seed", "status", "test_acc", "best_val_acc", "mean_state_size",
+                "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s", "reduction_time_s",
+                "recurrence", "hardware", "commit", "path"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    runs: Path  # the --runs folder
+    path: Path  # the record folder, runs/smoke/<config>/seed_<seed>
+    data_dir: Path
+    status: int  # exit status of cli.main
+    stdout: str
+    stderr: str
+    result: RunResult  # what run_experiment returned to the command line
+    config: RunConfig  # the config the run should have used
+
+
+_TRAINED: dict[str, TrainedRun] = {}
+
+
+def trained_run(tmp_path_factory) -> TrainedRun:
+    """Train once per test session through `cli.main(["train", ...])`, capturing the RunResult on the way."""
+    if "run" in _TRAINED:
+        return _TRAINED["run"]
+    from compressm import cli, experiment
+
+    base = tmp_path_factory.mktemp("trained")
+    data_dir = write_fake_mnist(base / "data", n_train=2900, n_test=300)
+    runs = base / "runs"
+    argv = ["train", TRAIN_CONFIG, "--seed", str(TRAIN_SEED), "--profile", "smoke", "--runs", str(runs),
+            "--data-dir", str(data_dir), "--no-progress"]
+    for pair in TRAIN_SETS:
+        argv += ["--set", pair]
+    results = []
+    real_run_experiment = experiment.run_experiment
+
+    def spy(*args, **kwargs):
+        results.append(real_run_experiment(*args, **kwargs))
+        return results[-1]
+
+    out, err = io.StringIO(), io.StringIO()
+    experiment.run_experiment = spy
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = cli.main(argv)
+    finally:
+        experiment.run_experiment = real_run_experiment
+    assert len(results) == 1, f"training did not return a result (status {status}, stderr {err.getvalue()!r})"
+    _TRAINED["run"] = TrainedRun(
+        runs=runs, path=records.run_dir(runs, "smoke", TRAIN_CONFIG, TRAIN_SEED), data_dir=data_dir,
+        status=status, stdout=out.getvalue(), stderr=err.getvalue(), result=results[0],
+        config=get_config(TRAIN_CONFIG, "smoke", TRAIN_OVERRIDES),
+    )
+    return _TRAINED["run"]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> TrainedRun:
+    return trained_run(tmp_path_factory)
+
+
+def _assert_trees_equal(a, b, where="") -> None:
+    """Nested mappings with the same keys and exactly equal arrays (dtype and shape included)."""
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        assert isinstance(a, Mapping) and isinstance(b, Mapping), where
+        assert set(a) == set(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for key in a:
+            _assert_trees_equal(a[key], b[key], f"{where}/{key}")
+        return
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a.dtype}{a.shape} != {b.dtype}{b.shape}"
+    np.testing.assert_array_equal(a, b, err_msg=where)
+
+
+def _copy_record(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target)
+    return target
+
+
+# ---------------------------------------------------------------- a trained record
+
+def test_trained_record_holds_its_files_and_is_complete(trained):
+    assert trained.status == 0, trained.stderr
+    assert trained.path == trained.runs / "smoke" / TRAIN_CONFIG / f"seed_{TRAIN_SEED}"
+    names = {p.name for p in trained.path.iterdir()}
+    assert RECORD_FILES <= names
+    assert not [n for n in names if n.startswith(".")], f"temporary files left behind: {names}"
+    assert records.is_complete(trained.path)
+    assert records.is_complete(str(trained.path))
+
+
+def test_metrics_record_status_summary_and_environment(trained):
+    m = records.load_metrics(trained.path)
+    assert m["status"] == "complete" and m["failure"] is None
+    assert m["schema_version"] == records.SCHEMA_VERSION == 1
+    assert (m["config"], m["profile"], m["seed"]) == (TRAIN_CONFIG, "smoke", TRAIN_SEED)
+    assert m["recurrence"] in ("scan", "associative", "conv")
+
+    env = m["environment"]
+    assert env["backend"] == jax.default_backend()
+    assert env["versions"]["jax"] == jax.__version__ and env["versions"]["numpy"] == np.__version__
+    assert set(env["versions"]) >= {"jax", "flax", "optax", "numpy"}
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", env["commit"]), env["commit"]
+    assert env["hardware"].startswith(f"{env['backend']}: ")
+
+    s = m["summary"]
+    assert set(s) >= {"test_acc", "best_val_acc", "best_step", "state_sizes_at_best", "final_state_sizes",
+                      "mean_state_size", "train_time_s", "eval_time_s", "reduction_time_s", "wall_time_s",
+                      "steps_done"}
+    assert s["steps_done"] == 10 and s["best_step"] == 10
+    assert 0.0 <= s["test_acc"] <= 1.0 and 0.0 <= s["best_val_acc"] <= 1.0
+    assert s["mean_state_size"] == float(np.mean(s["final_state_sizes"]))
+    assert all(s[k] >= 0 for k in ("train_time_s", "eval_time_s", "reduction_time_s", "wall_time_s"))
+
+    # one evaluation (step 10), at which the tau = 0.02 attempt shrank the single block from 64 states
+    assert [row["step"] for row in m["history"]] == [10]
+    assert m["history"][-1]["state_sizes"] == s["final_state_sizes"]
+    assert [(e["step"], e["block"], e["old_size"]) for e in m["reductions"]] == [(10, 0, 64)]
+    event = m["reductions"][0]
+    assert [event["new_size"]] == s["final_state_sizes"] and 1 <= event["new_size"] < 64
+    assert 0.0 < event["discarded_energy"] <= 0.02
+    assert m["rollbacks"] == []
+
+
+def test_metrics_on_disk_equal_the_returned_metrics(trained):
+    on_disk = records.load_metrics(trained.path)
+    returned = json.loads(json.dumps(trained.result.metrics, default=lambda v: np.asarray(v).tolist()))
+    assert {k: on_disk[k] for k in returned} == returned
+    assert set(on_disk) == set(returned) | {"schema_version", "environment"}
+
+
+def test_hsvs_load_back_keyed_by_step_and_block(trained):
+    hsvs = records.load_hsvs(trained.path)
+    assert set(hsvs) == {"step0000000_block0", "step0000010_block0"}  # at init and at the evaluation
+    assert set(hsvs) == set(trained.result.hsvs)
+    for key, values in hsvs.items():
+        assert re.fullmatch(r"step\d{7}_block\d+", key)
+        assert values.shape == (64,)  # the snapshot is taken before the reduction
+        assert np.all(np.isfinite(values)) and np.all(values >= 0) and values[0] > 0
+        assert np.all(np.diff(values) <= 0), f"{key} is not sorted descending"
+        np.testing.assert_array_equal(values, np.asarray(trained.result.hsvs[key]))
+    assert records.load_metrics(trained.path)["reductions"][0]["hsv_key"] in hsvs
+
+
+def test_variables_round_trip_exactly(trained):
+    loaded = records.load_variables(trained.path)
+    assert set(loaded) == {"params", "batch_stats"}
+    _assert_trees_equal(loaded, jax.device_get(trained.result.variables))
+    final_size = records.load_metrics(trained.path)["summary"]["final_state_sizes"][0]
+    assert loaded["params"]["blocks_0"]["lru"]["nu_log"].shape == (final_size,)
+
+
+def test_config_round_trips(trained):
+    loaded = records.load_config(trained.path)
+    assert loaded == trained.config.to_dict()
+    assert from_dict(loaded) == trained.config
+    assert (loaded["steps"], loaded["model"]["state_size"], loaded["profile"]) == (10, 64, "smoke")
+
+
+# ---------------------------------------------------------------- incomplete and failed folders
+
+def test_folder_without_metrics_is_not_complete_and_not_loaded(trained, tmp_path):
+    killed = _copy_record(trained.path, tmp_path / "smoke" / TRAIN_CONFIG / "seed_100")
+    (killed / "metrics.json").unlink()
+    (killed / ".metrics.json.tmp-123").write_text('{"schema_version": 1, "status": "compl')  # cut mid-write
+    assert not records.is_complete(killed)
+    assert records.load_runs(tmp_path).empty
+
+    complete = _copy_record(trained.path, tmp_path / "smoke" / TRAIN_CONFIG / "seed_101")
+    runs = records.load_runs(tmp_path)
+    assert runs["path"].tolist() == [str(complete)]
+
+
+def test_unreadable_metrics_are_not_complete(tmp_path):
+    assert not records.is_complete(tmp_path / "missing")
+    (tmp_path / "metrics.json").write_text("{not json")
+    assert not records.is_complete(tmp_path)
+    (tmp_path / "metrics.json").write_text('{"schema_version": 1}')
+    assert not records.is_complete(tmp_path)
+
+
+def test_failed_record_is_not_complete_but_is_listed(tmp_path):
+    config = get_config("smnist_baseline", "smoke")
+    path = records.prepare_run_dir(records.run_dir(tmp_path, "smoke", "smnist_baseline", 7))
+    records.save_failure(path, config, 7, "ValueError: boom")
+    assert {p.name for p in path.iterdir()} == {"metrics.json"}
+    m = records.load_metrics(path)
+    assert m["status"] == "failed" and m["failure"] == {"step": None, "reason": "ValueError: boom"}
+    assert (m["config"], m["profile"], m["seed"], m["schema_version"]) == ("smnist_baseline", "smoke", 7, 1)
+    assert math.isnan(m["summary"]["test_acc"]) and m["summary"]["steps_done"] == 0
+    assert not records.is_complete(path)
+    runs = records.load_runs(tmp_path)
+    assert len(runs) == 1
+    row = runs.iloc[0]
+    assert (row["status"], row["config"], row["seed"], row["steps"]) == ("failed", "smnist_baseline", 7, 0)
+    assert math.isnan(row["test_acc"])
+
+
+# ---------------------------------------------------------------- load_runs
+
+def test_load_runs_reads_each_record_not_its_folder_name(trained, tmp_path):
+    _copy_record(trained.path, tmp_path / "smoke" / TRAIN_CONFIG / f"seed_{TRAIN_SEED}")
+    renamed = _copy_record(trained.path, tmp_path / "paper" / "smnist_baseline" / "seed_999")
+    failed = records.prepare_run_dir(records.run_dir(tmp_path, "cpu", "smnist_tau0.01", 5))
+    records.save_failure(failed, get_config("smnist_tau0.01", "cpu"), 5, "killed")
+    (tmp_path / "smoke" / "notes.txt").write_text("not a run")  # ignored: not <profile>/<config>/seed_*
+
+    runs = records.load_runs(tmp_path)
+    assert list(runs.columns) == RUNS_COLUMNS
+    assert len(runs) == 3
+    by_path = runs.set_index("path")
+    summary = records.load_metrics(trained.path)["summary"]
+    for folder in (tmp_path / "smoke" / TRAIN_CONFIG / f"seed_{TRAIN_SEED}", renamed):
+        row = by_path.loc[str(folder)]
+        # profile, config and seed come from metrics.json, not from the folder's name
+        assert (row["profile"], row["config"], row["seed"], row["status"]) == \
+            ("smoke", TRAIN_CONFIG, TRAIN_SEED, "complete")
+        assert row["test_acc"] == summary["test_acc"] and row["mean_state_size"] == summary["mean_state_size"]
+        assert row["final_state_sizes"] == summary["final_state_sizes"] and row["steps"] == 10
+    row = by_path.loc[str(failed)]
+    assert (row["profile"], row["config"], row["seed"], row["status"]) == ("cpu", "smnist_tau0.01", 5, "failed")
+    for column in ("test_acc", "best_val_acc", "mean_state_size", "wall_time_s"):
+        assert pd.api.types.is_float_dtype(runs[column]), column
+    assert pd.api.types.is_integer_dtype(runs["seed"]) and pd.api.types.is_integer_dtype(runs["steps"])
+    complete = runs[runs["status"] == "complete"]
+    assert len(complete) == 2 and complete["test_acc"].between(0, 1).all()
+
+
+def test_load_runs_of_an_empty_folder_has_the_columns(tmp_path):
+    runs = records.load_runs(tmp_path)
+    assert runs.empty and list(runs.columns) == RUNS_COLUMNS
+    assert records.load_runs(tmp_path / "does-not-exist").empty
+
+
+def test_load_runs_refuses_another_schema_version(trained, tmp_path):
+    copy = _copy_record(trained.path, tmp_path / "smoke" / TRAIN_CONFIG / "seed_1")
+    metrics = records.load_metrics(copy)
+    metrics["schema_version"] = 99
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(CompressmError, match="schema version 99"):
+        records.load_runs(tmp_path)
+
+
+# ---------------------------------------------------------------- run folders
+
+def test_run_dir_layout():
+    assert records.run_dir("runs", "cpu", "smnist_tau0.02", 42) == Path("runs/cpu/smnist_tau0.02/seed_42")
+
+
+def test_prepare_run_dir_creates_a_writable_folder(tmp_path):
+    path = records.prepare_run_dir(tmp_path / "a" / "b" / "seed_0")
+    assert path == tmp_path / "a" / "b" / "seed_0" and path.is_dir()
+    assert list(path.iterdir()) == []  # the write probe is removed
+    assert records.prepare_run_dir(str(path)) == path  # existing folder: fine
+
+
+def test_prepare_run_dir_under_a_file_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for target in (blocker / "seed_0", blocker):
+        with pytest.raises(CompressmError) as info:
+            records.prepare_run_dir(target)
+        message = str(info.value)
+        assert "\n" not in message and "not writable" in message and str(target) in message
+    assert blocker.is_file() and blocker.read_text() == ""

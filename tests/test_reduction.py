@@ -1,0 +1,248 @@
+"""Balanced truncation against independent oracles, on random stable systems of several sizes.
+
+Oracles: scipy's dense discrete Lyapunov solver (the paper's complex-system Gramians and HSVs) and SLICOT's
+AB09AD through slycot (HSVs and balanced truncation of the real-output system, in real 2N-state form).
+All comparisons run in float64 (jax x64 mode); tolerances are stated where they are used.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+import slycot
+
+from compressm import compression, lru, reduction
+
+SIZES = [(4, 1), (8, 3), (16, 2)]  # (N states, H channels)
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def random_system(seed: int, n: int, h: int):
+    """A stable diagonal system (lambdas (n,), B (n, h), C (h, n)), complex128, |lambda| in [0.5, 0.98]."""
+    rng = np.random.default_rng(seed)
+    lambdas = rng.uniform(0.5, 0.98, n) * np.exp(1j * rng.uniform(0, 2 * np.pi, n))
+    B = rng.normal(size=(n, h)) + 1j * rng.normal(size=(n, h))
+    C = rng.normal(size=(h, n)) + 1j * rng.normal(size=(h, n))
+    return lambdas, B, C
+
+
+def transfer(A, B, C, z):
+    """G(z) = C (zI - A)^-1 B at points z (F,), for dense A (n, n) or diagonal A (n,): (F, h_out, h_in)."""
+    A = np.diag(A) if A.ndim == 1 else A
+    resolvent_B = np.linalg.solve(z[:, None, None] * np.eye(A.shape[0]) - A, np.broadcast_to(B, (len(z), *B.shape)))
+    return C @ resolvent_B
+
+
+def hinf(G):
+    """Largest singular value over a frequency grid of responses G (F, p, m)."""
+    return np.linalg.svd(G, compute_uv=False).max()
+
+
+Z = np.exp(1j * np.linspace(-np.pi, np.pi, 2001))  # dense grid on the unit circle
+
+
+@pytest.mark.parametrize("n,h", SIZES)
+def test_closed_form_gramians_solve_the_lyapunov_equations(n, h):
+    lambdas, B, C = random_system(n, n, h)
+    P, Q = (np.asarray(M) for M in reduction.gramians(jnp.asarray(lambdas), jnp.asarray(B), jnp.asarray(C)))
+    A = np.diag(lambdas)
+    P_ref = scipy.linalg.solve_discrete_lyapunov(A, B @ B.conj().T)  # A P A^H - P + B B^H = 0
+    Q_ref = scipy.linalg.solve_discrete_lyapunov(A.conj().T, C.conj().T @ C)
+    np.testing.assert_allclose(P, P_ref, rtol=1e-10, atol=1e-12)  # both exact up to rounding
+    np.testing.assert_allclose(Q, Q_ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,h", SIZES)
+def test_complex_hsv_match_lyapunov_oracle(n, h):
+    lambdas, B, C = random_system(10 + n, n, h)
+    A = np.diag(lambdas)
+    P = scipy.linalg.solve_discrete_lyapunov(A, B @ B.conj().T)
+    Q = scipy.linalg.solve_discrete_lyapunov(A.conj().T, C.conj().T @ C)
+    expected = np.sort(np.sqrt(np.linalg.eigvals(P @ Q).real))[::-1]
+    hsv = np.asarray(reduction.system_hsv(jnp.asarray(lambdas), jnp.asarray(B), jnp.asarray(C), "complex"))
+    np.testing.assert_allclose(hsv, expected, rtol=1e-6)  # the issue's 1e-6 relative
+
+
+@pytest.mark.parametrize("n,h", SIZES)
+def test_real_output_hsv_match_slicot_ab09ad(n, h):
+    lambdas, B, C = random_system(20 + n, n, h)
+    args = [jnp.asarray(x) for x in (lambdas, B, C)]
+    A_w, B_w, C_w, _, _ = (np.asarray(M) for M in reduction.real_coordinates(*args))
+    *_, hsv_ref = slycot.ab09ad("D", "B", "N", 2 * n, h, h, A_w, B_w, C_w, nr=2 * n)
+    hsv = np.asarray(reduction.system_hsv(*args, "real"))
+    np.testing.assert_allclose(hsv, hsv_ref, rtol=1e-6)
+    assert not np.allclose(hsv[:n], np.asarray(reduction.system_hsv(*args, "complex")))  # they do differ
+
+
+def test_real_coordinates_realise_the_real_output():
+    """The real 2N-state form has the transfer function of y = Re(C x): (G(z) + conj G(conj z)) / 2."""
+    lambdas, B, C = random_system(3, 6, 2)
+    args = [jnp.asarray(x) for x in (lambdas, B, C)]
+    A_w, B_w, C_w, P_w, Q_w = (np.asarray(M) for M in reduction.real_coordinates(*args))
+    z = Z[::50]
+    G_real = 0.5 * (transfer(lambdas, B, C, z) + transfer(lambdas, B, C, z.conj()).conj())
+    np.testing.assert_allclose(transfer(A_w, B_w, C_w, z), G_real, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(P_w, scipy.linalg.solve_discrete_lyapunov(A_w, B_w @ B_w.T), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(Q_w, scipy.linalg.solve_discrete_lyapunov(A_w.T, C_w.T @ C_w), rtol=1e-8, atol=1e-10)
+
+
+def _truncate(lambdas, B, C, rank, system, method):
+    args = [jnp.asarray(x) for x in (lambdas, B, C)]
+    if system == "real":
+        A, B_, C_, P, Q = reduction.real_coordinates(*args)
+    else:
+        (A, B_, C_), (P, Q) = args, reduction.gramians(*args)
+    hsv = np.asarray(reduction.hankel_singular_values(P, Q))
+    bal = reduction.Balancing(*(np.asarray(M) for M in reduction.balancing(P, Q, method)))
+    full = tuple(np.asarray(M) for M in (A, B_, C_))
+    return full, reduction.truncate(*full, bal, np.arange(rank)), hsv  # truncate works on numpy arrays too
+
+
+@pytest.mark.parametrize("method", ["sqrtm", "chol"])
+@pytest.mark.parametrize("system", ["complex", "real"])
+@pytest.mark.parametrize("n,h", SIZES)
+def test_truncation_error_within_twice_the_discarded_hsvs_for_every_rank(n, h, system, method):
+    lambdas, B, C = random_system(30 + n, n, h)
+    size = 2 * n if system == "real" else n
+    for rank in range(1, size):
+        full, (A_r, B_r, C_r), hsv = _truncate(lambdas, B, C, rank, system, method)
+        error = hinf(transfer(*full, Z) - transfer(A_r, B_r, C_r, Z))
+        bound = 2 * hsv[rank:].sum()
+        assert error <= bound * (1 + 1e-6), (rank, error, bound)  # grid max <= true H-inf norm <= bound
+        assert np.abs(np.linalg.eigvals(A_r)).max() < 1  # balanced truncation keeps stability
+
+
+@pytest.mark.parametrize("n,h", SIZES)
+def test_paper_complex_hsvs_also_bound_the_real_output_error(n, h):
+    """||Re-output error|| <= ||complex error|| <= 2 sum(discarded complex HSVs): the paper's bound holds for y."""
+    lambdas, B, C = random_system(40 + n, n, h)
+    for rank in range(1, n):
+        _, (A_r, B_r, C_r), hsv = _truncate(lambdas, B, C, rank, "complex", "sqrtm")
+        G = lambda A, B_, C_: 0.5 * (transfer(A, B_, C_, Z) + transfer(A, B_, C_, Z.conj()).conj())
+        assert hinf(G(np.diag(lambdas), B, C) - G(A_r, B_r, C_r)) <= 2 * hsv[rank:].sum() * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("n,h", SIZES)
+def test_real_output_truncation_matches_slicot_ab09ad(n, h):
+    lambdas, B, C = random_system(50 + n, n, h)
+    for rank in (1, n, 2 * n - 1):
+        full, (A_r, B_r, C_r), _ = _truncate(lambdas, B, C, rank, "real", "sqrtm")
+        nr, Ar, Br, Cr, _ = slycot.ab09ad("D", "B", "N", 2 * n, h, h, *full, nr=rank)
+        assert nr == rank
+        # Balanced realisations agree up to state signs: compare transfer functions, to 1e-6 relative.
+        G, G_ref = transfer(A_r, B_r, C_r, Z), transfer(Ar[:nr, :nr], Br[:nr], Cr[:, :nr], Z)
+        assert hinf(G - G_ref) <= 1e-6 * hinf(G_ref)
+
+
+def lru_impulse_response(params: dict, length: int) -> np.ndarray:
+    """K_t = Re(C lambda^t B) (t < length) of LRU parameters: the response that the LRU layer computes."""
+    lambdas, B, C, _ = lru.system_from(params)
+    return np.asarray(lru.lru_kernel(lambdas, B, C, length))
+
+
+def dense_impulse_response(A, B, C, length: int, real_part: bool) -> np.ndarray:
+    out, M = [], B
+    for _ in range(length):
+        out.append(C @ M)
+        M = A @ M
+    out = np.stack(out)
+    return out.real if real_part else out
+
+
+@pytest.mark.parametrize("system", ["complex", "real"])
+@pytest.mark.parametrize("n,h", SIZES)
+def test_lru_parameters_rebuilt_from_truncation_reproduce_its_impulse_response(n, h, system):
+    lambdas, B, C = random_system(60 + n, n, h)
+    D = np.ones(h)
+    size = 2 * n if system == "real" else n
+    for rank in sorted({1, 2, size // 2 + 1, size - 1, size}):
+        _, (A_r, B_r, C_r), _ = _truncate(lambdas, B, C, rank, system, "sqrtm")
+        params = reduction.lru_params_from_system(A_r, B_r, C_r, D, real=system == "real")
+        expected = dense_impulse_response(A_r, B_r, C_r, 64, real_part=True)
+        np.testing.assert_allclose(lru_impulse_response(params, 64), expected, rtol=0, atol=1e-6 * np.abs(
+            expected).max())  # 1e-6 relative to the response's scale
+        np.testing.assert_array_equal(np.asarray(params["D"]), D)
+        assert np.all(np.exp(-np.exp(np.asarray(params["nu_log"]))) < 1)
+
+
+def test_full_rank_truncation_keeps_the_impulse_response():
+    lambdas, B, C = random_system(7, 8, 2)
+    _, (A_r, B_r, C_r), _ = _truncate(lambdas, B, C, 8, "complex", "sqrtm")
+    np.testing.assert_allclose(dense_impulse_response(A_r, B_r, C_r, 64, True),
+                               dense_impulse_response(np.diag(lambdas), B, C, 64, True), atol=1e-8)
+
+
+def test_hsv_invariant_under_permutation_and_diagonal_scaling():
+    lambdas, B, C = random_system(8, 10, 3)
+    hsv = np.asarray(reduction.system_hsv(jnp.asarray(lambdas), jnp.asarray(B), jnp.asarray(C)))
+    perm = np.random.default_rng(0).permutation(10)
+    scale = np.random.default_rng(1).uniform(0.2, 5, 10) * np.exp(1j * np.random.default_rng(2).uniform(0, 6, 10))
+    permuted = reduction.system_hsv(*(jnp.asarray(x) for x in (lambdas[perm], B[perm], C[:, perm])))
+    scaled = reduction.system_hsv(*(jnp.asarray(x) for x in (lambdas, scale[:, None] * B, C / scale)))
+    np.testing.assert_allclose(np.asarray(permuted), hsv, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(scaled), hsv, rtol=1e-8)
+    assert np.all(hsv >= 0) and np.all(np.diff(hsv) <= 0)
+
+
+def test_rank_for_tau_sums_hsvs_not_squares():
+    hsv = np.array([4.0, 3.0, 2.0, 1.0])  # cumulative energy 0.4, 0.7, 0.9, 1.0
+    assert reduction.rank_for_tau(hsv, 0.0) == 4
+    assert reduction.rank_for_tau(hsv, 0.1) == 3  # keep >= 90 %: 4 + 3 + 2
+    assert reduction.rank_for_tau(hsv, 0.11) == 3
+    assert reduction.rank_for_tau(hsv, 0.35) == 2  # squares would give 0.53 / 0.83 -> rank 2 too; 0.2 differs:
+    assert reduction.rank_for_tau(hsv, 0.2) == 3  # sum: 0.7 < 0.8 -> 3; sum of squares: 25/30 = 0.83 -> 2
+    for tau in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError):
+            reduction.rank_for_tau(hsv, tau)
+
+
+def test_gate_and_fixed_fraction():
+    assert reduction.passes_gate(243, 256) and not reduction.passes_gate(244, 256)  # 0.95 * 256 = 243.2
+    assert reduction.rank_for_fraction(256, 0.1) == 230 and reduction.rank_for_fraction(1, 0.1) == 1
+
+
+def test_keep_indices_selections():
+    np.testing.assert_array_equal(reduction.keep_indices(6, 2, "largest"), [0, 1])
+    np.testing.assert_array_equal(reduction.keep_indices(6, 2, "smallest"), [4, 5])
+    random = reduction.keep_indices(6, 3, "random", jax.random.PRNGKey(0))
+    assert len(set(random.tolist())) == 3 and random.max() < 6
+    with pytest.raises(ValueError):
+        reduction.keep_indices(6, 3, "random")
+
+
+PAPER_MODELS = {  # (blocks, H, N) and the taus of Tables 2 and 3
+    "smnist": ((1, 8, 256), (0.01, 0.02, 0.04)),
+    "scifar": ((6, 512, 384), (0.05, 0.10, 0.15)),
+}
+
+
+@pytest.mark.parametrize("dataset", PAPER_MODELS)
+def test_float32_rank_equals_float64_rank_at_init(dataset):
+    (blocks, width, n), taus = PAPER_MODELS[dataset]
+    with jax.enable_x64(False):  # parameters as training makes them: float32
+        keys = jax.random.split(jax.random.PRNGKey(0), blocks)
+        layers = [_init_lru(key, n, width) for key in keys]
+    for params in layers:
+        hsv32 = compression.block_hsv(params, "complex", precision="float32")
+        hsv64 = compression.block_hsv(params, "complex", precision="float64")
+        assert hsv32.dtype == np.float32 and hsv64.dtype == np.float64
+        for tau in taus:
+            assert reduction.rank_for_tau(hsv32, tau) == reduction.rank_for_tau(hsv64, tau)
+
+
+def _init_lru(key, n, width):
+    k = jax.random.split(key, 7)
+    nu_log = lru.init_nu_log(k[0], n)
+    normal = lambda key, shape, scale: jax.random.normal(key, shape) * scale
+    return {
+        "nu_log": nu_log, "theta_log": lru.init_theta_log(k[1], n), "gamma_log": lru.gamma_log_for(nu_log),
+        "B_re": normal(k[2], (n, width), (2 * width) ** -0.5), "B_im": normal(k[3], (n, width), (2 * width) ** -0.5),
+        "C_re": normal(k[4], (width, n), n**-0.5), "C_im": normal(k[5], (width, n), n**-0.5),
+        "D": normal(k[6], (width,), 1.0),
+    }
