@@ -12,14 +12,24 @@ import yaml
 from compressm.errors import CompressmError
 
 
+def _parse_value(text: str):
+    """A --set value: int, then float (so 1e-3 is a number), else YAML (true, null, strings)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
 def _overrides(pairs: list[str]) -> dict:
-    """['reduction.tau=0.1', 'steps=100'] -> {'reduction.tau': 0.1, 'steps': 100} (values parsed as YAML)."""
+    """['reduction.tau=0.1', 'steps=100'] -> {'reduction.tau': 0.1, 'steps': 100}."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise CompressmError(f"--set expects KEY=VALUE (e.g. reduction.tau=0.05), got {pair!r}")
-        out[key] = yaml.safe_load(value)
+        out[key] = _parse_value(value)
     return out
 
 

@@ -35,7 +35,6 @@ def run_experiment(config_name: str, seed: int, profile: str = "paper", *, out_d
     """Train one configuration with one seed and write its record (default runs/<profile>/<config>/seed_<seed>)."""
     config = get_config(config_name, profile, overrides)
     out_dir = Path(out_dir) if out_dir else records.run_dir(runs_root(root), profile, config_name, seed)
-    records.prepare_run_dir(out_dir)
     dataset = load_dataset(config.dataset, data_dir, key=run_keys(seed)["split"], val_frac=config.val_frac,
                            limit=config.data_limit)
     return train(config, seed, dataset, out_dir=out_dir, progress=progress, progress_interval_s=30.0)

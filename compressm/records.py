@@ -58,10 +58,17 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _json_default(value):
-    if isinstance(value, (np.generic, jax.Array)):
-        return np.asarray(value).tolist()
-    raise TypeError(f"not JSON serialisable: {type(value)}")
+def _plain(value):
+    """JSON-ready copy: numpy/jax scalars and arrays to Python, NaN and infinities to null (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray, jax.Array)):
+        return _plain(np.asarray(value).tolist())
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _git_commit() -> str:
@@ -118,7 +125,7 @@ def save_run(out_dir: Path, config: RunConfig, metrics: dict, hsvs: dict, variab
 def _write_metrics(out_dir: Path, metrics: dict) -> None:
     """metrics.json with schema version and environment: the file that marks a record as written."""
     record = {"schema_version": SCHEMA_VERSION, **metrics, "environment": environment()}
-    _atomic_write(Path(out_dir) / METRICS, json.dumps(record, indent=1, default=_json_default).encode())
+    _atomic_write(Path(out_dir) / METRICS, json.dumps(_plain(record), indent=1, allow_nan=False).encode())
 
 
 def save_failure(out_dir: Path, config: RunConfig, seed: int, reason: str) -> None:
@@ -170,7 +177,10 @@ def load_runs(root: Path | str) -> pd.DataFrame:
     """
     rows = []
     for path in sorted(Path(root).glob(f"*/*/seed_*/{METRICS}")):
-        record = json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            raise CompressmError(f"{path} is not valid JSON; delete that run folder and re-run it") from None
         if record.get("schema_version") != SCHEMA_VERSION:
             raise CompressmError(f"{path} has schema version {record.get('schema_version')}, expected "
                                  f"{SCHEMA_VERSION}; re-run it or load it with the matching library version")
@@ -188,4 +198,6 @@ def load_runs(root: Path | str) -> pd.DataFrame:
     columns = ["profile", "config", "seed", "status", "test_acc", "best_val_acc", "mean_state_size",
                "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s", "reduction_time_s",
                "recurrence", "hardware", "commit", "path"]
-    return pd.DataFrame(rows, columns=columns)
+    numeric = ["test_acc", "best_val_acc", "mean_state_size", "train_time_s", "wall_time_s", "eval_time_s",
+               "reduction_time_s"]
+    return pd.DataFrame(rows, columns=columns).astype({column: float for column in numeric})  # null -> NaN

@@ -280,6 +280,7 @@ def train(config: RunConfig, seed: int, dataset: Dataset, *, out_dir: Path | str
                             N="/".join(map(str, sizes)), refresh=False)
             bar.update(step - bar.n)
     except TrainingDiverged as error:
+        timer.add("train", tick)
         status, failure = "failed", {"step": error.step, "reason": str(error)}
     finally:
         bar.close()
