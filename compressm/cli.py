@@ -52,7 +52,8 @@ def _reproduce(args) -> int:
         raise CompressmError("give either --table 2|3 or --config NAME [NAME ...]")
     configs = table_configs(args.table) if args.table else args.config
     seeds = args.seeds or SEEDS[args.table or (2 if configs[0].startswith("smnist") else 3)]
-    outcome = reproduce(configs, seeds, args.profile, root=args.runs, data_dir=args.data_dir, build=not args.no_book)
+    outcome = reproduce(configs, seeds, args.profile, root=args.runs, data_dir=args.data_dir, jobs=args.jobs,
+                        build=not args.no_book)
     print(outcome.to_string(index=False))
     return 0 if (outcome.status != "failed").all() else 1
 
@@ -103,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--table", type=int, choices=(2, 3), default=None)
     q.add_argument("--config", nargs="+", default=None)
     q.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the paper's seeds")
+    q.add_argument("--jobs", type=int, default=1, help="runs at once, each single-threaded (default 1)")
     q.add_argument("--no-book", action="store_true", help="do not build the book afterwards")
     common(q)
     q.set_defaults(func=_reproduce)

@@ -8,14 +8,15 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from compressm import records
 from compressm.configs import get_config
-from compressm.data import load_dataset
+from compressm.data import load_dataset, resolve_data_dir
 from compressm.errors import CompressmError
 from compressm.train import RunResult, run_keys, train
 
@@ -40,42 +41,63 @@ def run_experiment(config_name: str, seed: int, profile: str = "paper", *, out_d
     return train(config, seed, dataset, out_dir=out_dir, progress=progress, progress_interval_s=30.0)
 
 
+def _execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Path, data_dir) -> str:
+    """Execute the training notebook for one run into out_dir; 'complete' or 'failed' (recorded as such)."""
+    import papermill as pm
+
+    records.prepare_run_dir(out_dir)
+    parameters = {"config": name, "seed": seed, "profile": profile, "out_dir": str(out_dir),
+                  "data_dir": str(data_dir)}
+    try:
+        pm.execute_notebook(str(notebook), str(out_dir / "train.ipynb"), parameters=parameters,
+                            kernel_name="python3", progress_bar=False, cwd=str(notebook.parent))
+        return "complete"
+    except pm.PapermillExecutionError as error:
+        if not (out_dir / records.METRICS).exists():
+            records.save_failure(out_dir, get_config(name, profile), seed, f"{error.ename}: {error.evalue}")
+        return "failed"
+
+
 def reproduce(configs, seeds, profile: str, *, root: Path | str | None = None, data_dir: Path | str | None = None,
-              notebook: Path = TRAIN_NOTEBOOK, build: bool = True) -> pd.DataFrame:
+              notebook: Path = TRAIN_NOTEBOOK, jobs: int = 1, build: bool = True) -> pd.DataFrame:
     """Execute the training notebook once per (config, seed) into its run folder, then build the book.
 
     Complete runs are skipped. A run whose notebook fails is recorded as failed (its executed notebook,
-    kept beside the record, shows the error) and is never counted in a table. Returns one row per run.
+    kept beside the record, shows the error) and is never counted in a table. With jobs > 1, that many
+    notebooks run at once, each single-threaded (XLA_FLAGS), which on a small CPU nearly multiplies the
+    throughput: XLA's CPU kernels for these shapes gain little from a second thread. Compilations are
+    cached on disk ($JAX_COMPILATION_CACHE_DIR, default ~/.cache/compressm/jax) across runs.
+    Returns one row per run.
     """
-    import papermill as pm
-
-    root = runs_root(root)
+    root = runs_root(root).resolve()
+    data_dir = resolve_data_dir(data_dir).resolve()  # notebooks run in book/: relative paths would move
     for name in configs:
         get_config(name, profile)  # fail on a bad name or profile before any work
-    jobs = [(name, seed) for name in configs for seed in seeds]
-    outcomes = []
-    bar = tqdm(jobs, desc="runs", unit="run")
-    for name, seed in bar:
-        out_dir = records.run_dir(root, profile, name, seed)
-        bar.set_postfix_str(f"{name} seed {seed}")
-        if records.is_complete(out_dir):
-            outcomes.append((name, seed, "skipped (complete)", str(out_dir)))
-            continue
-        records.prepare_run_dir(out_dir)
-        parameters = {"config": name, "seed": seed, "profile": profile, "out_dir": str(out_dir),
-                      "data_dir": str(data_dir) if data_dir else ""}
-        try:
-            pm.execute_notebook(str(notebook), str(out_dir / "train.ipynb"), parameters=parameters,
-                                kernel_name="python3", progress_bar=False, cwd=str(notebook.parent))
-            status = "complete"
-        except pm.PapermillExecutionError as error:
-            if not (out_dir / records.METRICS).exists():
-                records.save_failure(out_dir, get_config(name, profile), seed, f"{error.ename}: {error.evalue}")
-            status = "failed"
-        outcomes.append((name, seed, status, str(out_dir)))
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "compressm" / "jax"))
+    if jobs > 1:
+        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    outcomes = {}
+    todo = []
+    for name in configs:
+        for seed in seeds:
+            out_dir = records.run_dir(root, profile, name, seed)
+            if records.is_complete(out_dir):
+                outcomes[name, seed] = ("skipped (complete)", out_dir)
+            else:
+                todo.append((name, seed, out_dir))
+    with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="runs", unit="run") as bar:
+        futures = {pool.submit(_execute_run, notebook, name, seed, profile, out_dir, data_dir): (name, seed, out_dir)
+                   for name, seed, out_dir in todo}
+        for future in as_completed(futures):
+            name, seed, out_dir = futures[future]
+            outcomes[name, seed] = (future.result(), out_dir)
+            bar.set_postfix_str(f"{name} seed {seed}: {outcomes[name, seed][0]}")
+            bar.update()
     if build:
         build_book(root)
-    return pd.DataFrame(outcomes, columns=["config", "seed", "status", "path"])
+    rows = [(name, seed, *outcomes[name, seed]) for name in configs for seed in seeds]
+    return pd.DataFrame([(n, s, status, str(path)) for n, s, status, path in rows],
+                        columns=["config", "seed", "status", "path"])
 
 
 def build_book(root: Path | str | None = None, output: Path | str | None = None) -> Path:

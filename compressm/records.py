@@ -107,6 +107,7 @@ def environment() -> dict:
         "versions": {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
                      "numpy": np.__version__},
         "commit": _git_commit(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),  # e.g. single-threaded runs under reproduce --jobs 2
     }
 
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from compressm import compression, lru, records
 from compressm.configs import OptimConfig, RunConfig
