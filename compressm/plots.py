@@ -13,16 +13,18 @@ def _mark_reductions(ax, metrics: dict) -> None:
 
 
 def training_curves(metrics: dict) -> plt.Figure:
-    """Training loss, and train / validation / test-at-best-validation accuracy, against step."""
+    """Training loss, and running train / validation accuracy against step; the test accuracy of the selected
+    model (best validation) as a star at its step."""
     history = pd.DataFrame(metrics["history"])
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
     if history.empty:
         return fig
     ax_loss.plot(history.step, history.train_loss)
     ax_loss.set(xlabel="step", ylabel="training loss", yscale="log")
-    for column, label in [("train_acc", "train (running)"), ("val_acc", "validation"),
-                          ("test_acc_at_best_val", "test at best validation")]:
+    for column, label in [("train_acc", "train (running)"), ("val_acc", "validation")]:
         ax_acc.plot(history.step, history[column], label=label)
+    summary = metrics["summary"]
+    ax_acc.plot([summary["best_step"]], [summary["test_acc"]], "k*", ms=10, label="test, selected model")
     ax_acc.set(xlabel="step", ylabel="accuracy")
     for ax in (ax_loss, ax_acc):
         _mark_reductions(ax, metrics)

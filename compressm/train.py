@@ -45,6 +45,11 @@ class TrainState(NamedTuple):
     opt_state: Any
 
 
+def variables_of(state: TrainState) -> dict:
+    """The model variables {'params', 'batch_stats'} of a training state."""
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Optimizer, model, keys
 # ----------------------------------------------------------------------------------------------------------
@@ -127,8 +132,8 @@ def _count_correct(model, params, batch_stats, x, y, mask):
     return jnp.sum((jnp.argmax(logits, axis=-1) == y) * mask)
 
 
-def accuracy(model, state: TrainState, xs: np.ndarray, ys: np.ndarray, batch_size: int) -> float:
-    """Accuracy in evaluation mode over (xs, ys), in fixed-size batches (the last one padded and masked)."""
+def accuracy(model, variables: dict, xs: np.ndarray, ys: np.ndarray, batch_size: int) -> float:
+    """Accuracy of {'params', 'batch_stats'} in evaluation mode over (xs, ys), in fixed-size batches."""
     n = len(xs)
     if n == 0:
         return math.nan
@@ -139,7 +144,7 @@ def accuracy(model, state: TrainState, xs: np.ndarray, ys: np.ndarray, batch_siz
         pad = batch_size - len(x)
         mask = np.r_[np.ones(len(x)), np.zeros(pad)].astype(np.float32)
         x, y = np.pad(x, ((0, pad), (0, 0), (0, 0))), np.pad(y, (0, pad))
-        correct += _count_correct(model, state.params, state.batch_stats, x, y, mask)
+        correct += _count_correct(model, variables["params"], variables["batch_stats"], x, y, mask)
     return float(correct) / n
 
 
@@ -158,16 +163,24 @@ def batch_indices(n: int, batch_size: int, key: jax.Array):
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
 class ModelSelection:
-    """Test accuracy at the best validation accuracy; `reset` forgets the best (after a reduction)."""
+    """The model at the best validation accuracy so far; `reset` makes the offered model the best.
+
+    Its test accuracy is measured once, at the end (`test_accuracy`): the same number as measuring the
+    test set at every improvement, for one pass over it instead of up to one per evaluation.
+    """
 
     best_val: float = -math.inf
-    test: float = math.nan
     step: int = 0
-    state_sizes: tuple[int, ...] = ()
+    model: LRUClassifier | None = None
+    variables: dict | None = None
 
-    def offer(self, step: int, val: float, state_sizes, measure_test, reset: bool = False) -> None:
+    def offer(self, step: int, val: float, model, state: TrainState, reset: bool = False) -> None:
         if reset or val > self.best_val:
-            self.best_val, self.test, self.step, self.state_sizes = val, measure_test(), step, tuple(state_sizes)
+            self.best_val, self.step, self.model = val, step, model
+            self.variables = variables_of(state)
+
+    def test_accuracy(self, xs, ys, batch_size: int) -> float:
+        return accuracy(self.model, self.variables, xs, ys, batch_size) if self.model else math.nan
 
 
 @dataclass
@@ -200,6 +213,34 @@ def _check_finite(losses: list, first_step: int) -> None:
         raise TrainingDiverged(f"loss became {values[bad[0]]} at step {step}", step)
 
 
+def _attempt_reduction(config: RunConfig, dataset: Dataset, optimizer, model, state: TrainState, val: float,
+                       checkpoint, hsvs: dict, step: int, key: jax.Array):
+    """One scheduled reduction attempt: returns (model, state, checkpoint, events, rolled_back).
+
+    Pragmatic mode first rolls back to the model before its last reduction (and ends the attempts) if
+    validation accuracy fell by more than rollback_tolerance since then; otherwise it keeps a checkpoint.
+    """
+    red = config.reduction
+    if red.mode == "pragmatic" and checkpoint and val < checkpoint[2] - red.rollback_tolerance:
+        model, state, _ = checkpoint
+        return model, state, None, [], True
+    if red.mode == "pragmatic":
+        checkpoint = (model, state, val)
+    params, opt_state, events = compression.compress(state.params, state.opt_state, optimizer, red, hsvs, step, key)
+    if events:
+        state = TrainState(params, state.batch_stats, opt_state)
+        model = build_model(config, dataset, state_sizes_of(params))
+    return model, state, checkpoint, events, False
+
+
+def _window_summary(window: list, first_step: int, batch_size: int) -> tuple[float, float]:
+    """Mean loss and running accuracy over the steps since the last evaluation (raises on a NaN loss)."""
+    losses = [m["loss"] for m in window]
+    _check_finite(losses, first_step)
+    correct = sum(int(m["correct"]) for m in window)
+    return float(jnp.mean(jnp.stack(losses))), correct / (len(window) * batch_size)
+
+
 def train(config: RunConfig, seed: int, dataset: Dataset, *, out_dir: Path | str | None = None,
           progress: bool = True, progress_interval_s: float = 0.5) -> RunResult:
     """Train `config` with `seed` on `dataset`; returns the run's RunResult and writes it to out_dir if given.
@@ -217,12 +258,10 @@ def train(config: RunConfig, seed: int, dataset: Dataset, *, out_dir: Path | str
     red = config.reduction
     attempts = set(red.attempt_steps())
     hsvs = compression.snapshot_hsv(state.params, 0, red)
-    history, events, rollbacks = [], [], []
-    selection, timer = ModelSelection(), Timer()
-    checkpoint = None  # pragmatic mode: (model, state, val) before the last reduction
-    window: list = []
+    history, events, rollbacks, window = [], [], [], []
+    selection, timer, checkpoint = ModelSelection(), Timer(), None
     batches = batch_indices(len(dataset.train_x), config.batch_size, keys["batches"])
-    evaluate = lambda xs, ys: accuracy(model, state, xs, ys, config.eval_batch_size)
+    validate = lambda: accuracy(model, variables_of(state), dataset.val_x, dataset.val_y, config.eval_batch_size)
     status, failure = "complete", None
     bar = tqdm(total=config.steps, disable=not progress, mininterval=progress_interval_s,
                desc=f"{config.name} seed {seed}", unit="step")
@@ -234,56 +273,44 @@ def train(config: RunConfig, seed: int, dataset: Dataset, *, out_dir: Path | str
                                         jax.random.fold_in(keys["dropout"], step))
             window.append(metrics)
             if step % config.eval_every and step not in attempts and step != config.steps:
-                if step % 50 == 0:
+                if step % 50 == 0:  # catch a NaN early, and move the bar
                     _check_finite([m["loss"] for m in window[-50:]], step - 49)
                     bar.update(step - bar.n)
                 continue
-            losses = [m["loss"] for m in window]
-            _check_finite(losses, step - len(window) + 1)
-            train_loss = float(jnp.mean(jnp.stack(losses)))
-            train_acc = float(sum(int(m["correct"]) for m in window)) / (len(window) * config.batch_size)
+            train_loss, train_acc = _window_summary(window, step - len(window) + 1, config.batch_size)
             window = []
             tick = timer.add("train", tick)
-
-            val = evaluate(dataset.val_x, dataset.val_y)
+            val = validate()
             hsvs.update(compression.snapshot_hsv(state.params, step, red))
             row = {"step": step, "train_loss": train_loss, "train_acc": train_acc, "val_acc": val}
             tick = timer.add("eval", tick)
-
-            reduced = []
+            changed = False
             if step in attempts:
-                if red.mode == "pragmatic" and checkpoint and val < checkpoint[2] - red.rollback_tolerance:
-                    model, state, _ = checkpoint
-                    attempts, checkpoint = set(), None
+                model, state, checkpoint, reduced, rolled_back = _attempt_reduction(
+                    config, dataset, optimizer, model, state, val, checkpoint, hsvs, step,
+                    jax.random.fold_in(keys["reduction"], step))
+                events += [e.to_dict() for e in reduced]
+                if rolled_back:
                     rollbacks.append({"step": step, "val_acc": val})
-                    reduced = [None]  # the model changed: re-measure below
-                else:
-                    if red.mode == "pragmatic":
-                        checkpoint = (model, state, val)
-                    params, opt_state, reduced = compression.compress(
-                        state.params, state.opt_state, optimizer, red, hsvs, step,
-                        jax.random.fold_in(keys["reduction"], step))
-                    if reduced:
-                        state = TrainState(params, state.batch_stats, opt_state)
-                        model = build_model(config, dataset, state_sizes_of(params))
-                        events += [e.to_dict() for e in reduced]
+                    attempts = set()
+                changed = bool(reduced) or rolled_back
                 tick = timer.add("reduction", tick)
-            if reduced:  # `evaluate` sees the new model and state
-                val = row["val_acc_after_reduction"] = evaluate(dataset.val_x, dataset.val_y)
+            if changed:  # re-measure the new model, which becomes the best so far
+                val = row["val_acc_after_reduction"] = validate()
+            selection.offer(step, val, model, state, reset=changed)
             sizes = state_sizes_of(state.params)
-            selection.offer(step, val, sizes, lambda: evaluate(dataset.test_x, dataset.test_y), reset=bool(reduced))
-            row.update(test_acc_at_best_val=selection.test, state_sizes=list(sizes),
-                       elapsed_s=time.perf_counter() - started)
+            row.update(state_sizes=list(sizes), elapsed_s=time.perf_counter() - started)
             history.append(row)
             tick = timer.add("eval", tick)
-            bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val:.3f}", test=f"{selection.test:.3f}",
-                            N="/".join(map(str, sizes)), refresh=False)
+            bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val:.3f}", N="/".join(map(str, sizes)), refresh=False)
             bar.update(step - bar.n)
     except TrainingDiverged as error:
-        timer.add("train", tick)
+        tick = timer.add("train", tick)
         status, failure = "failed", {"step": error.step, "reason": str(error)}
     finally:
         bar.close()
+    test = selection.test_accuracy(dataset.test_x, dataset.test_y, config.eval_batch_size)
+    timer.add("eval", tick)
     sizes = state_sizes_of(state.params)
     metrics = {
         "status": status,
@@ -293,10 +320,10 @@ def train(config: RunConfig, seed: int, dataset: Dataset, *, out_dir: Path | str
         "seed": seed,
         "recurrence": resolved_recurrence(config),
         "summary": {
-            "test_acc": selection.test,
+            "test_acc": test,
             "best_val_acc": selection.best_val if history else math.nan,
             "best_step": selection.step,
-            "state_sizes_at_best": list(selection.state_sizes),
+            "state_sizes_at_best": list(selection.model.state_sizes) if selection.model else [],
             "final_state_sizes": list(sizes),
             "mean_state_size": float(np.mean(sizes)),
             "train_time_s": timer.seconds["train"],
@@ -309,7 +336,7 @@ def train(config: RunConfig, seed: int, dataset: Dataset, *, out_dir: Path | str
         "reductions": events,
         "rollbacks": rollbacks,
     }
-    result = RunResult(metrics, hsvs, {"params": state.params, "batch_stats": state.batch_stats})
+    result = RunResult(metrics, hsvs, variables_of(state))
     if out_dir is not None:
         records.save_run(out_dir, config, result.metrics, result.hsvs, result.variables)
     if status == "failed":

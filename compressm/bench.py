@@ -1,0 +1,147 @@
+"""Speed benchmarks (not tests): training step per recurrence and size, streaming inference, reductions, compiles.
+
+Each measurement warms up, repeats, keeps the median, and is written as one JSON record to
+runs/bench/<hardware>/<name>.json with the hardware, versions and library commit (`records.environment`).
+
+    python -m compressm bench                     # everything that fits this backend
+    python -m compressm bench --only train_step/smnist reduction
+"""
+
+import json
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from compressm import compression, records
+from compressm.configs import OptimConfig, ReductionConfig
+from compressm.lru import RECURRENCES
+from compressm.model import LRUClassifier, stream_logits
+from compressm.train import init_state, make_optimizer, train_step
+
+SHAPES = {  # (blocks, width H, sequence length L, input dim, state sizes: full and the paper's compressed)
+    "smnist": (1, 8, 784, 1, (256, 47, 28, 13)),
+    "scifar": (6, 512, 1024, 3, (384, 161, 93, 57)),
+}
+BATCH = 50
+
+
+def time_call(fn, *, warmup: int = 2, repeats: int = 5) -> dict:
+    """Median and min wall-clock seconds of fn() (which must block until its result is ready)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"median_s": float(np.median(times)), "min_s": float(np.min(times)), "times_s": times}
+
+
+def _model(dataset: str, state_size: int, recurrence: str) -> tuple[LRUClassifier, tuple]:
+    blocks, width, length, input_dim, _ = SHAPES[dataset]
+    model = LRUClassifier((state_size,) * blocks, input_dim, width, 10, recurrence)
+    return model, (length, input_dim)
+
+
+def _batch(length, input_dim, batch=BATCH, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((batch, length, input_dim), np.float32), rng.integers(0, 10, batch).astype(np.int32)
+
+
+def bench_train_step(dataset: str, recurrence: str, state_size: int, repeats: int) -> dict:
+    """One AdamW step of the paper's model at batch 50 (compile excluded, reported separately)."""
+    model, (length, input_dim) = _model(dataset, state_size, recurrence)
+    x, y = _batch(length, input_dim)
+    optimizer = make_optimizer(OptimConfig(), 1000)
+    state = init_state(model, optimizer, x, jax.random.PRNGKey(0))
+    start = time.perf_counter()
+    step = train_step.lower(model, optimizer, state, x, y, jax.random.PRNGKey(1)).compile()
+    compile_s = time.perf_counter() - start
+    timing = time_call(lambda: jax.block_until_ready(step(state, x, y, jax.random.PRNGKey(1))), repeats=repeats)
+    return {**timing, "compile_s": compile_s, "recurrence": recurrence, "state_size": state_size,
+            "batch": BATCH, "seq_len": length, "width": model.width, "blocks": len(model.state_sizes)}
+
+
+def bench_streaming(dataset: str, state_size: int, repeats: int, batch: int = 1) -> dict:
+    """Recurrent inference, one input step at a time (as deployed): steps per second for `batch` streams."""
+    model, (length, input_dim) = _model(dataset, state_size, "scan")
+    x, _ = _batch(length, input_dim, batch)
+    variables = model.init({"params": jax.random.PRNGKey(0)}, x, train=False)
+    run = jax.jit(lambda v, x: stream_logits(model, v, x))
+    timing = time_call(lambda: jax.block_until_ready(run(variables, x)), repeats=repeats)
+    return {**timing, "state_size": state_size, "batch": batch, "seq_len": length, "width": model.width,
+            "blocks": len(model.state_sizes), "steps_per_s": length / timing["median_s"]}
+
+
+def bench_reduction(dataset: str, repeats: int) -> dict:
+    """One reduction attempt of every block (HSVs + balanced truncation at tau 0.10), first call and warm."""
+    blocks, width, length, input_dim, sizes = SHAPES[dataset]
+    model, _ = _model(dataset, sizes[0], "scan")
+    variables = model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, 8, input_dim)), train=False)
+    params, optimizer = variables["params"], make_optimizer(OptimConfig(), 1000)
+    opt_state = optimizer.init(params)
+    config = ReductionConfig(mode="tolerance", tau=0.10, first_step=1, every_steps=1, last_step=1)
+
+    def reduce():
+        hsvs = compression.snapshot_hsv(params, 1, config)
+        new_params, new_opt, events = compression.compress(params, opt_state, optimizer, config, hsvs, 1,
+                                                           jax.random.PRNGKey(0))
+        jax.block_until_ready((new_params, new_opt))
+        return events
+
+    start = time.perf_counter()
+    events = reduce()
+    first_s = time.perf_counter() - start
+    timing = time_call(reduce, warmup=0, repeats=repeats)
+    return {**timing, "first_call_s": first_s, "blocks": blocks, "state_size": sizes[0], "width": width,
+            "new_sizes": [e.new_size for e in events], "precision": config.precision}
+
+
+def _benchmarks(backend: str):
+    """(name, function) of every benchmark for this backend (sCIFAR training steps need a GPU)."""
+    for dataset, (_, width, _, _, sizes) in SHAPES.items():
+        if dataset == "scifar" and backend == "cpu":
+            continue
+        for recurrence in RECURRENCES:
+            if recurrence == "conv" and width > 64:
+                continue  # the (L, H, H) kernel of H = 512 does not fit the point of the method
+            for n in sizes:
+                yield f"train_step/{dataset}/{recurrence}/N{n}", lambda r, d=dataset, c=recurrence, n=n: \
+                    bench_train_step(d, c, n, r)
+        for n in sizes:
+            if dataset == "smnist" or backend != "cpu":
+                yield f"streaming/{dataset}/N{n}", lambda r, d=dataset, n=n: bench_streaming(d, n, r)
+        yield f"reduction/{dataset}", lambda r, d=dataset: bench_reduction(d, r)
+
+
+def hardware_slug(env: dict) -> str:
+    """'cpu-2core' or 'gpu-nvidia-h100-80gb-hbm3': the folder name of a machine's records."""
+    name = env["hardware"].replace(":", "")
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def run_benchmarks(only=None, out_dir=None, repeats: int = 5) -> list[dict]:
+    """Run the benchmarks whose names start with any of `only` (all if None); write and return the records."""
+    env = records.environment()
+    out_dir = Path(out_dir or Path(__file__).resolve().parents[1] / "runs" / "bench" / hardware_slug(env))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name, bench in _benchmarks(env["backend"]):
+        if only and not any(name.startswith(prefix) for prefix in only):
+            continue
+        record = {"name": name, **bench(repeats), "repeats": repeats, "environment": env,
+                  "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+        (out_dir / (name.replace("/", "__") + ".json")).write_text(json.dumps(record, indent=1))
+        print(f"{name:40s} median {record['median_s'] * 1e3:10.2f} ms", flush=True)
+        results.append(record)
+    return results
+
+
+def load_bench(root: Path | str) -> "list[dict]":
+    """Every benchmark record under root (runs/bench), for the Speed page."""
+    return [json.loads(p.read_text()) for p in sorted(Path(root).glob("*/*.json"))]
