@@ -1,12 +1,17 @@
-# Two commands do everything on a fresh machine (each installs what it needs into .venv first):
-#   make book   train the Table 2 configurations (smoke profile) through the training notebook, build the book
+# Two commands do everything on a fresh machine (each first installs what it needs into .venv):
+#   make book   download MNIST if needed, train Table 2's configurations through the training notebook
+#               (smoke profile: minutes on a CPU), and build the book into _build/html/
 #   make test   run the test suite
+# Options: make book PROFILE=cpu SEEDS="8 42 123" JOBS=2   (the cpu profile takes about two hours)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= smoke
 SEEDS ?= 42
-export COMPRESSM_DATA ?= $(abspath ../shared/data)
+JOBS ?= 2
+# The data folder: $COMPRESSM_DATA, else ../shared/data where a copy of MNIST sits beside the checkout, else ./data
+COMPRESSM_DATA ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(abspath data))
+export COMPRESSM_DATA
 
 .PHONY: book test bench clean
 
@@ -18,7 +23,9 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 book: $(BIN)/.installed
-	$(BIN)/python -m compressm reproduce --table 2 --profile $(PROFILE) --seeds $(SEEDS)
+	$(BIN)/python -m compressm download smnist
+	$(BIN)/python -m compressm reproduce --table 2 --profile $(PROFILE) --seeds $(SEEDS) --jobs $(JOBS)
+	@echo "The book is in $(CURDIR)/_build/html/index.html"
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 from compressm import compression, records
 from compressm.configs import OptimConfig, ReductionConfig
@@ -142,6 +143,35 @@ def run_benchmarks(only=None, out_dir=None, repeats: int = 5) -> list[dict]:
     return results
 
 
-def load_bench(root: Path | str) -> "list[dict]":
-    """Every benchmark record under root (runs/bench), for the Speed page."""
-    return [json.loads(p.read_text()) for p in sorted(Path(root).glob("*/*.json"))]
+def load_bench(root: Path | str | None = None) -> pd.DataFrame:
+    """Every benchmark record under root (default runs/bench) as one row each, for the Speed page.
+
+    Columns: name, kind, dataset, recurrence, state_size, median_ms, compile_s, steps_per_s, first_call_s,
+    hardware, commit, date.
+    """
+    from compressm.experiment import runs_root
+
+    rows = []
+    for path in sorted(Path(root or runs_root() / "bench").glob("*/*.json")):
+        r = json.loads(path.read_text())
+        kind, dataset, *rest = r["name"].split("/")
+        rows.append({"name": r["name"], "kind": kind, "dataset": dataset,
+                     "recurrence": rest[0] if kind == "train_step" else None, "state_size": r["state_size"],
+                     "median_ms": 1e3 * r["median_s"], "compile_s": r.get("compile_s"),
+                     "steps_per_s": r.get("steps_per_s"), "first_call_s": r.get("first_call_s"),
+                     "hardware": r["environment"]["hardware"], "commit": r["environment"]["commit"][:7],
+                     "date": r["date"]})
+    columns = ["name", "kind", "dataset", "recurrence", "state_size", "median_ms", "compile_s", "steps_per_s",
+               "first_call_s", "hardware", "commit", "date"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def streaming_speedups(records: pd.DataFrame) -> pd.DataFrame:
+    """Streaming throughput per (hardware, data set, N), and its ratio to the largest N of the same group."""
+    stream = records[records.kind == "streaming"]
+    full = stream.loc[stream.groupby(["hardware", "dataset"]).state_size.idxmax()]
+    reference = full.set_index(["hardware", "dataset"]).steps_per_s
+    ratio = stream.steps_per_s.to_numpy() / reference.reindex(
+        pd.MultiIndex.from_frame(stream[["hardware", "dataset"]])).to_numpy()
+    return stream.assign(speedup_vs_full=ratio)[["hardware", "dataset", "state_size", "steps_per_s",
+                                                 "speedup_vs_full"]]

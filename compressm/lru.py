@@ -106,7 +106,9 @@ def lru_kernel(lambdas, B, C, length: int) -> jax.Array:
     powers = jnp.exp(t[:, None] * jnp.log(lambdas)[None, :])  # (L, N) = lambda^t
     W = (C.T[:, :, None] * B[:, None, :]).reshape(n, width * width)  # (N, H^2)
     P = jnp.concatenate([powers.real, powers.imag], axis=1)
-    return (P @ jnp.concatenate([W.real, -W.imag], axis=0)).reshape(length, width, width)
+    W = jnp.concatenate([W.real, -W.imag], axis=0)
+    # full float32 products even where the backend defaults to TF32 (GPUs): the kernel is reused at every lag
+    return jnp.matmul(P, W, precision=jax.lax.Precision.HIGHEST).reshape(length, width, width)
 
 
 def _mix_channels(K_f: jax.Array, u_f: jax.Array) -> jax.Array:

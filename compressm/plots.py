@@ -47,12 +47,13 @@ def state_sizes(metrics: dict) -> plt.Figure:
     return fig
 
 
-def hsv_spectra(hsvs: dict, steps, num_blocks: int, title: str = "") -> plt.Figure:
-    """HSV spectrum (descending, log scale) of every block at each of `steps`, coloured from early to late."""
-    fig, axes = plt.subplots(1, num_blocks, figsize=(min(4 * num_blocks, 16), 3.2), squeeze=False,
+def hsv_spectra(hsvs: dict, steps, blocks, title: str = "") -> plt.Figure:
+    """HSV spectrum (descending, log scale) of each of `blocks` at each of `steps`, coloured early to late."""
+    blocks = list(blocks)
+    fig, axes = plt.subplots(1, len(blocks), figsize=(min(4 * len(blocks), 16), 3.2), squeeze=False,
                              constrained_layout=True, sharey=True)
     colours = plt.cm.viridis(np.linspace(0, 1, max(len(steps), 1)))
-    for block, ax in enumerate(axes[0]):
+    for block, ax in zip(blocks, axes[0]):
         for colour, step in zip(colours, steps):
             key = hsv_key(step, block)
             if key in hsvs:
@@ -65,4 +66,151 @@ def hsv_spectra(hsvs: dict, steps, num_blocks: int, title: str = "") -> plt.Figu
         fig.colorbar(mappable, ax=axes[0].tolist(), label="step")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Many runs (result pages)
+# ----------------------------------------------------------------------------------------------------------
+_KIND_STYLE = {"baseline": ("^", "C0"), "tau": ("o", "C1"), "scratch": ("s", "C2")}
+
+
+def _kind(config: str) -> str:
+    return "baseline" if config.endswith("baseline") else ("tau" if "_tau" in config else "scratch")
+
+
+def accuracy_vs_size(agg: pd.DataFrame, paper: dict, title: str = "") -> plt.Figure:
+    """Test accuracy against final state size: ours (filled, mean +- std over seeds) and the paper's (hollow)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    for kind, (marker, colour) in _KIND_STYLE.items():
+        ours = agg[agg.config.map(_kind) == kind]
+        label = {"baseline": "baseline", "tau": "compressed in training", "scratch": "trained from scratch"}[kind]
+        for profile, group in ours.groupby("profile"):
+            ax.errorbar(group.size_mean, group.acc_top3, xerr=group.size_std, yerr=group.acc_std, fmt=marker,
+                        color=colour, capsize=3, label=f"{label}, ours ({profile} profile)")
+        points = [(v["state_size"], v["accuracy"]) for name, v in paper.items()
+                  if _kind(name) == kind and v["accuracy"] is not None]
+        if points:
+            ax.scatter(*zip(*points), marker=marker, facecolors="none", edgecolors=colour, s=60,
+                       label=f"{label}, published")
+    ax.set(xscale="log", xlabel="final state size N (per-block mean)", ylabel="test accuracy (%)", title=title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def accuracy_vs_speedup(agg: pd.DataFrame, paper: dict, title: str = "") -> plt.Figure:
+    """Test accuracy against training speedup over the same-hardware baseline; the paper's points hollow."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    for kind, (marker, colour) in _KIND_STYLE.items():
+        ours = agg[(agg.config.map(_kind) == kind) & np.isfinite(agg.speedup)]
+        if not ours.empty:
+            ax.errorbar(ours.speedup, ours.acc_top3, yerr=ours.acc_std, fmt=marker, color=colour, capsize=3,
+                        label=f"{kind} (ours: {', '.join(sorted(set(ours.hardware)))})")
+        points = [(v["speedup"], v["accuracy"]) for name, v in paper.items()
+                  if _kind(name) == kind and v["speedup"] and v["accuracy"] is not None]
+        if points:
+            ax.scatter(*zip(*points), marker=marker, facecolors="none", edgecolors=colour, s=60,
+                       label=f"{kind} (paper, GPU)")
+    ax.set(xlabel="training speedup over the baseline", ylabel="test accuracy (%)", title=title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def smallest_energy_share(hsvs: dict, fractions=(0.5, 0.75, 0.9), block: int = 0) -> pd.DataFrame:
+    """Share of the Hankel energy (sum of HSVs) held by the smallest `fraction` of a block's HSVs, per step."""
+    from compressm.compression import hsv_key, snapshot_steps
+
+    rows = []
+    for step in snapshot_steps(hsvs):
+        hsv = hsvs.get(hsv_key(step, block))
+        if hsv is None:
+            continue
+        total = hsv.sum()
+        rows.append({"step": step} | {f"smallest {int(f * 100)} %": hsv[len(hsv) - int(f * len(hsv)):].sum() / total
+                                      for f in fractions})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Speed (benchmark records)
+# ----------------------------------------------------------------------------------------------------------
+_RECURRENCE_COLOUR = {"scan": "C0", "associative": "C1", "conv": "C2"}
+
+
+def _size_axis(ax, sizes) -> None:
+    """Log-scaled x axis with a plain tick at each measured state size."""
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(set(sizes)), [str(int(s)) for s in sorted(set(sizes))])
+    ax.minorticks_off()
+
+
+def step_time_vs_size(bench: pd.DataFrame) -> plt.Figure:
+    """Training-step time against state size, one panel per (hardware, data set), one line per recurrence."""
+    steps = bench[bench.kind == "train_step"]
+    panels = sorted(set(zip(steps.hardware, steps.dataset)))
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.4), squeeze=False,
+                             constrained_layout=True)
+    for ax, (hardware, dataset) in zip(axes[0], panels):
+        panel = steps[(steps.hardware == hardware) & (steps.dataset == dataset)]
+        for recurrence, group in panel.groupby("recurrence"):
+            group = group.sort_values("state_size")
+            ax.plot(group.state_size, group.median_ms, "o-", label=recurrence, color=_RECURRENCE_COLOUR[recurrence])
+        _size_axis(ax, panel.state_size)
+        ax.set(yscale="log", xlabel="state size N", ylabel="ms per training step (batch 50)",
+               title=f"{dataset}\n{hardware}")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def streaming_throughput(bench: pd.DataFrame) -> plt.Figure:
+    """Recurrent (one step per input) inference throughput against state size, per hardware and data set."""
+    stream = bench[bench.kind == "streaming"]
+    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    for (hardware, dataset), group in stream.groupby(["hardware", "dataset"]):
+        group = group.sort_values("state_size")
+        ax.plot(group.state_size, group.steps_per_s, "o-", label=f"{dataset}, {hardware}")
+    _size_axis(ax, stream.state_size)
+    ax.set(yscale="log", xlabel="state size N", ylabel="input steps per second (one stream)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------
+# HSV spectra of many runs
+# ----------------------------------------------------------------------------------------------------------
+def hsv_overview(spectra: dict[str, dict], block: int = 0) -> plt.Figure:
+    """One panel per run: block `block`'s HSV spectrum at every snapshot, dark (early) to light (late).
+
+    `spectra` maps a label (config) to that run's HSV snapshots (records.load_hsvs).
+    """
+    from compressm.compression import hsv_key, snapshot_steps
+
+    count = max(len(spectra), 1)
+    cols = min(count, 4)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, sharey=True,
+                             constrained_layout=True)
+    for ax, (label, hsvs) in zip(axes.flat, spectra.items()):
+        steps = snapshot_steps(hsvs)
+        colours = plt.cm.viridis(np.linspace(0, 1, len(steps)))
+        for colour, step in zip(colours, steps):
+            hsv = hsvs[hsv_key(step, block)]
+            ax.semilogy(np.arange(1, len(hsv) + 1), np.maximum(hsv, 1e-12), color=colour, lw=0.8)
+        ax.set(title=label, xlabel="index")
+    for ax in axes.flat[len(spectra):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("HSV")
+    return fig
+
+
+def energy_share(spectra: dict[str, dict], fraction: float = 0.5, block: int = 0) -> plt.Figure:
+    """Share of the Hankel energy held by the smallest `fraction` of the HSVs, against step, one line per run."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), constrained_layout=True)
+    column = f"smallest {int(fraction * 100)} %"
+    for label, hsvs in spectra.items():
+        share = smallest_energy_share(hsvs, (fraction,), block)
+        ax.plot(share.step, share[column], ".-", label=label)
+    ax.set(xlabel="step", ylabel=f"energy share of the {column} of HSVs", ylim=(0, None))
+    ax.legend(fontsize=7)
     return fig

@@ -72,13 +72,14 @@ def _plain(value):
 
 
 def _git_commit() -> str:
+    """The library's commit (+dirty if compressm/ has changes), else $COMPRESSM_COMMIT (copies without .git)."""
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "compressm"], cwd=root, capture_output=True,
                                text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("COMPRESSM_COMMIT", "unknown")
     return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
@@ -108,6 +109,7 @@ def environment() -> dict:
                      "numpy": np.__version__},
         "commit": _git_commit(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),  # e.g. single-threaded runs under reproduce --jobs 2
+        "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
     }
 
 

@@ -211,3 +211,34 @@ def lru_params_from_system(A_r, B_r, C_r, D, real: bool = False) -> dict:
         "C_im": as_param(Cd.imag),
         "D": jnp.asarray(D),
     }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Measuring a truncation (host, numpy): the error the bound talks about
+# ----------------------------------------------------------------------------------------------------------
+def frequency_response(A, B, C, z) -> np.ndarray:
+    """Transfer function G(z) = C (zI - A)^-1 B at points z (F,): (F, p, m); A is (n,) diagonal or (n, n)."""
+    A, B, C, z = (np.asarray(M) for M in (A, B, C, z))
+    A = np.diag(A) if A.ndim == 1 else A
+    shifted = z[:, None, None] * np.eye(A.shape[0]) - A
+    return C @ np.linalg.solve(shifted, np.broadcast_to(B, (len(z), *B.shape)))
+
+
+def truncation_errors(lambdas, B, C, system: HsvSystem = "complex", method: Method = "sqrtm",
+                      num_freq: int = 2048) -> dict[str, np.ndarray]:
+    """For every rank r = 1 .. n-1: the H-infinity error of balanced truncation to r, measured as the largest
+    singular value over `num_freq` points of the unit circle, and its bound 2 * sum(discarded HSVs)."""
+    if system == "real":
+        A, B, C, P, Q = real_coordinates(lambdas, B, C)
+    else:
+        A, (P, Q) = lambdas, gramians(lambdas, B, C)
+    hsv = np.asarray(hankel_singular_values(P, Q))
+    bal = Balancing(*(np.asarray(M) for M in balancing(P, Q, method)))
+    A, B, C = (np.asarray(M) for M in (A, B, C))
+    z = np.exp(1j * np.linspace(-np.pi, np.pi, num_freq))
+    G = frequency_response(A, B, C, z)
+    ranks = np.arange(1, len(hsv))
+    errors = [np.linalg.svd(G - frequency_response(*truncate(A, B, C, bal, np.arange(r)), z),
+                            compute_uv=False).max() for r in ranks]
+    return {"rank": ranks, "hinf_error": np.array(errors), "bound": 2 * np.cumsum(hsv[::-1])[::-1][1:],
+            "hsv": hsv}

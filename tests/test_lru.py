@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import MODEL_RTOL, ON_CPU
 
 from compressm import lru
 
@@ -58,14 +59,15 @@ def test_recurrences_match_sequential_scan_in_float64(recurrence, case):
 
 @pytest.mark.parametrize("recurrence", ["associative", "conv"])
 def test_recurrences_match_sequential_scan_in_float32(recurrence):
-    """Training precision: float32 rounding differs by route; outputs agree to 1e-5 and gradients to 1e-4."""
+    """Training precision: float32 rounding differs by route; outputs agree to 1e-5 and gradients to 1e-4 on CPU
+    (on a GPU the readout products run in TF32 by default: MODEL_RTOL)."""
     params = lru_params(jax.random.PRNGKey(2), 64, 8)
     u = jax.random.normal(jax.random.PRNGKey(3), (4, 784, 8))
     y_ref, g_ref = output_and_grads("scan", params, u)
     y, g = output_and_grads(recurrence, params, u)
-    assert rel_err(y, y_ref) < 1e-5
+    assert rel_err(y, y_ref) < (1e-5 if ON_CPU else MODEL_RTOL)
     for name in params:
-        assert rel_err(g[name], g_ref[name]) < 1e-4, name
+        assert rel_err(g[name], g_ref[name]) < (1e-4 if ON_CPU else MODEL_RTOL), name
 
 
 def test_streaming_step_matches_scan():

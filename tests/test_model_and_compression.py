@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import MODEL_RTOL
 
 from compressm import compression
 from compressm.configs import OptimConfig, ReductionConfig
@@ -42,7 +43,8 @@ def test_parameter_tree_follows_the_paper(variables):
 def test_streaming_inference_matches_the_parallel_forward_pass(variables):
     v, x = variables
     model = make_model()
-    np.testing.assert_allclose(stream_logits(model, v, x), model.apply(v, x, train=False), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stream_logits(model, v, x), model.apply(v, x, train=False), rtol=MODEL_RTOL,
+                               atol=MODEL_RTOL / 10)
 
 
 def test_every_recurrence_gives_the_same_model_output(variables):
@@ -50,7 +52,7 @@ def test_every_recurrence_gives_the_same_model_output(variables):
     reference = make_model(recurrence="scan").apply(v, x, train=False)
     for recurrence in ("associative", "conv"):
         np.testing.assert_allclose(make_model(recurrence=recurrence).apply(v, x, train=False), reference,
-                                   rtol=1e-4, atol=1e-5)
+                                   rtol=MODEL_RTOL, atol=MODEL_RTOL / 10)
 
 
 def test_dropout_only_in_training(variables):

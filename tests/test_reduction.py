@@ -32,11 +32,7 @@ def random_system(seed: int, n: int, h: int):
     return lambdas, B, C
 
 
-def transfer(A, B, C, z):
-    """G(z) = C (zI - A)^-1 B at points z (F,), for dense A (n, n) or diagonal A (n,): (F, h_out, h_in)."""
-    A = np.diag(A) if A.ndim == 1 else A
-    resolvent_B = np.linalg.solve(z[:, None, None] * np.eye(A.shape[0]) - A, np.broadcast_to(B, (len(z), *B.shape)))
-    return C @ resolvent_B
+response = reduction.frequency_response
 
 
 def hinf(G):
@@ -86,8 +82,8 @@ def test_real_coordinates_realise_the_real_output():
     args = [jnp.asarray(x) for x in (lambdas, B, C)]
     A_w, B_w, C_w, P_w, Q_w = (np.asarray(M) for M in reduction.real_coordinates(*args))
     z = Z[::50]
-    G_real = 0.5 * (transfer(lambdas, B, C, z) + transfer(lambdas, B, C, z.conj()).conj())
-    np.testing.assert_allclose(transfer(A_w, B_w, C_w, z), G_real, rtol=1e-10, atol=1e-10)
+    G_real = 0.5 * (response(lambdas, B, C, z) + response(lambdas, B, C, z.conj()).conj())
+    np.testing.assert_allclose(response(A_w, B_w, C_w, z), G_real, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(P_w, scipy.linalg.solve_discrete_lyapunov(A_w, B_w @ B_w.T), rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(Q_w, scipy.linalg.solve_discrete_lyapunov(A_w.T, C_w.T @ C_w), rtol=1e-8, atol=1e-10)
 
@@ -109,12 +105,14 @@ def _truncate(lambdas, B, C, rank, system, method):
 @pytest.mark.parametrize("n,h", SIZES)
 def test_truncation_error_within_twice_the_discarded_hsvs_for_every_rank(n, h, system, method):
     lambdas, B, C = random_system(30 + n, n, h)
-    size = 2 * n if system == "real" else n
-    for rank in range(1, size):
-        full, (A_r, B_r, C_r), hsv = _truncate(lambdas, B, C, rank, system, method)
-        error = hinf(transfer(*full, Z) - transfer(A_r, B_r, C_r, Z))
-        bound = 2 * hsv[rank:].sum()
-        assert error <= bound * (1 + 1e-6), (rank, error, bound)  # grid max <= true H-inf norm <= bound
+    result = reduction.truncation_errors(*(jnp.asarray(x) for x in (lambdas, B, C)), system, method, num_freq=2001)
+    hsv = result["hsv"]
+    np.testing.assert_allclose(result["bound"], [2 * hsv[r:].sum() for r in result["rank"]], rtol=1e-12)
+    assert len(result["rank"]) == len(hsv) - 1
+    # grid maximum <= true H-infinity norm <= bound; 1e-6 absorbs rounding
+    assert np.all(result["hinf_error"] <= result["bound"] * (1 + 1e-6)), result
+    for rank in result["rank"]:
+        _, (A_r, _, _), _ = _truncate(lambdas, B, C, rank, system, method)
         assert np.abs(np.linalg.eigvals(A_r)).max() < 1  # balanced truncation keeps stability
 
 
@@ -124,7 +122,7 @@ def test_paper_complex_hsvs_also_bound_the_real_output_error(n, h):
     lambdas, B, C = random_system(40 + n, n, h)
     for rank in range(1, n):
         _, (A_r, B_r, C_r), hsv = _truncate(lambdas, B, C, rank, "complex", "sqrtm")
-        G = lambda A, B_, C_: 0.5 * (transfer(A, B_, C_, Z) + transfer(A, B_, C_, Z.conj()).conj())
+        G = lambda A, B_, C_: 0.5 * (response(A, B_, C_, Z) + response(A, B_, C_, Z.conj()).conj())
         assert hinf(G(np.diag(lambdas), B, C) - G(A_r, B_r, C_r)) <= 2 * hsv[rank:].sum() * (1 + 1e-6)
 
 
@@ -136,7 +134,7 @@ def test_real_output_truncation_matches_slicot_ab09ad(n, h):
         nr, Ar, Br, Cr, _ = slycot.ab09ad("D", "B", "N", 2 * n, h, h, *full, nr=rank)
         assert nr == rank
         # Balanced realisations agree up to state signs: compare transfer functions, to 1e-6 relative.
-        G, G_ref = transfer(A_r, B_r, C_r, Z), transfer(Ar[:nr, :nr], Br[:nr], Cr[:, :nr], Z)
+        G, G_ref = response(A_r, B_r, C_r, Z), response(Ar[:nr, :nr], Br[:nr], Cr[:, :nr], Z)
         assert hinf(G - G_ref) <= 1e-6 * hinf(G_ref)
 
 

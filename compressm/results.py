@@ -1,0 +1,224 @@
+"""Aggregating run records into the paper's tables: what the result pages of the book call.
+
+The paper's aggregation: accuracy = mean of the top-3 seeds, +- = standard deviation over all seeds
+(population, ddof = 0), state size = per-block mean, then mean +- std over seeds. Training time is
+`train_time_s` (training steps and recompilations, evaluation excluded); a speedup divides the baseline's
+mean time by a config's, and only between runs of the same profile, hardware and recurrence.
+Only complete runs count; failed ones are listed apart.
+"""
+
+import numpy as np
+import pandas as pd
+
+from compressm import records
+from compressm.configs import get_config
+from compressm.experiment import runs_root
+from compressm.paper import SEEDS, paper_values, table_configs
+
+BASELINE = {2: "smnist_baseline", 3: "scifar_baseline"}
+SCRATCH_PARTNER = {  # tau run -> from-scratch run at the size the paper's tau run reaches
+    "smnist_tau0.01": "smnist_scratch_n47", "smnist_tau0.02": "smnist_scratch_n28",
+    "smnist_tau0.04": "smnist_scratch_n13", "scifar_tau0.05": "scifar_scratch_n161",
+    "scifar_tau0.10": "scifar_scratch_n93", "scifar_tau0.15": "scifar_scratch_n57",
+}
+
+
+def load_table_runs(table: int, root=None) -> pd.DataFrame:
+    """All run rows (any status) of a paper table's configs under the runs folder."""
+    runs = records.load_runs(runs_root(root))
+    return runs[runs.config.isin(table_configs(table))].reset_index(drop=True)
+
+
+def _top3_mean(values: pd.Series) -> float:
+    return float(np.sort(values.to_numpy())[::-1][:3].mean())
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (profile, config, hardware, recurrence) of complete runs, aggregated as the paper does.
+
+    Columns: n_seeds, seeds, acc_top3 (%), acc_std (%), size_mean, size_std, train_time_s, wall_time_s, steps.
+    """
+    done = runs[runs.status == "complete"]
+    keys = ["profile", "config", "hardware", "recurrence"]
+    rows = []
+    for key, group in done.groupby(keys, sort=False):
+        rows.append(dict(zip(keys, key)) | {
+            "n_seeds": len(group),
+            "seeds": " ".join(str(s) for s in sorted(group.seed)),
+            "acc_top3": 100 * _top3_mean(group.test_acc),
+            "acc_std": 100 * float(group.test_acc.std(ddof=0)),
+            "size_mean": float(group.mean_state_size.mean()),
+            "size_std": float(group.mean_state_size.std(ddof=0)),
+            "train_time_s": float(group.train_time_s.mean()),
+            "wall_time_s": float(group.wall_time_s.mean()),
+            "steps": int(group.steps.max()),
+        })
+    columns = keys + ["n_seeds", "seeds", "acc_top3", "acc_std", "size_mean", "size_std", "train_time_s",
+                      "wall_time_s", "steps"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def with_speedup(agg: pd.DataFrame, table: int) -> pd.DataFrame:
+    """Add `speedup`: the same-profile, same-hardware, same-recurrence baseline's train time / this one's."""
+    base = agg[agg.config == BASELINE[table]].set_index(["profile", "hardware", "recurrence"]).train_time_s
+    index = pd.MultiIndex.from_frame(agg[["profile", "hardware", "recurrence"]])
+    return agg.assign(speedup=base.reindex(index).to_numpy() / agg.train_time_s.to_numpy())
+
+
+def budget_note(profile: str, steps: int, config_name: str) -> str:
+    """'' for the paper's budget, else e.g. 'cpu profile, 10000 steps of 200k'."""
+    paper_steps = get_config(config_name).steps
+    if profile == "paper" and steps == paper_steps:
+        return ""
+    return f"{profile} profile, {steps} steps of {paper_steps // 1000}k"
+
+
+def results_table(table: int, root=None) -> pd.DataFrame:
+    """Our numbers beside the paper's, one row per (profile, config), in the paper's row order.
+
+    Columns: budget, config, seeds, accuracy (top-3 mean +- std, %), paper accuracy, state size, paper size,
+    train time (s), speedup, paper speedup, hardware.
+    """
+    agg = with_speedup(aggregate(load_table_runs(table, root)), table)
+    paper = paper_values()
+    order = {name: i for i, name in enumerate(table_configs(table))}
+    agg = agg.assign(_order=agg.config.map(order)).sort_values(["profile", "hardware", "_order"])
+    rows = []
+    for _, r in agg.iterrows():
+        p = paper[r.config]
+        rows.append({
+            "budget": budget_note(r.profile, r.steps, r.config) or "paper",
+            "config": r.config,
+            "seeds": r.n_seeds,
+            "accuracy %": _mean_std(r.acc_top3, r.acc_std, r.n_seeds),
+            "paper accuracy %": _paper_number(p["accuracy"], p["accuracy_std"]),
+            "state size": _mean_std(r.size_mean, r.size_std, r.n_seeds),
+            "paper size": _paper_number(p["state_size"], p["state_size_std"]),
+            "train time (s)": f"{r.train_time_s:.0f}",
+            "speedup": f"{r.speedup:.2f}x" if np.isfinite(r.speedup) else "n/a (no matching baseline)",
+            "paper speedup": f"{p['speedup']:.2f}x" if p["speedup"] else "-",
+            "hardware": f"{r.hardware}, {r.recurrence}",
+        })
+    return pd.DataFrame(rows)
+
+
+def _mean_std(mean: float, std: float, n: int) -> str:
+    """'96.3 ± 0.2', or '96.3 (1 seed)' where a standard deviation means nothing."""
+    return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f} (1 seed)"
+
+
+def _paper_number(value, std) -> str:
+    if value is None:
+        return "-"
+    return f"{value} ± {std}" if std is not None else f"{value}"
+
+
+def missing_runs(table: int, root=None, profile: str = "cpu") -> list[str]:
+    """Configs of the table with no complete run in `profile` (the book prints these with the command)."""
+    runs = load_table_runs(table, root)
+    have = set(runs[(runs.status == "complete") & (runs.profile == profile)].config)
+    return [name for name in table_configs(table) if name not in have]
+
+
+def reproduce_command(table: int, profile: str, seeds=None) -> str:
+    """The command that makes a table's runs in a profile."""
+    seeds = seeds or SEEDS[table][:3]
+    return f"python -m compressm reproduce --table {table} --profile {profile} --seeds {' '.join(map(str, seeds))}"
+
+
+def provenance(table: int, root=None) -> pd.DataFrame:
+    """What the table is built from: per (profile, config), seeds by status, commits and hardware."""
+    runs = load_table_runs(table, root)
+    if runs.empty:
+        return pd.DataFrame(columns=["profile", "config", "complete seeds", "failed seeds", "commits", "hardware"])
+    grouped = runs.groupby(["profile", "config"], sort=False)
+    return grouped.apply(lambda g: pd.Series({
+        "complete seeds": " ".join(map(str, sorted(g[g.status == "complete"].seed))),
+        "failed seeds": " ".join(map(str, sorted(g[g.status != "complete"].seed))) or "-",
+        "commits": " ".join(sorted({c[:7] for c in g.commit})),
+        "hardware": "; ".join(sorted(set(g.hardware))),
+    }), include_groups=False).reset_index()
+
+
+def scratch_comparison(table: int, root=None) -> pd.DataFrame:
+    """Each tau run beside the from-scratch run at the paper's size for it: accuracy and size, ours and paper's."""
+    agg = aggregate(load_table_runs(table, root)).set_index(["profile", "config"])
+    paper = paper_values()
+    rows = []
+    for tau_config, scratch_config in SCRATCH_PARTNER.items():
+        if not tau_config.startswith(BASELINE[table].split("_")[0]):
+            continue
+        for profile in sorted({p for p, c in agg.index if c == tau_config}):
+            if (profile, scratch_config) not in agg.index:
+                continue
+            ours, scratch = agg.loc[(profile, tau_config)], agg.loc[(profile, scratch_config)]
+            rows.append({
+                "profile": profile, "compressed": tau_config, "from scratch": scratch_config,
+                "compressed acc %": round(ours.acc_top3, 1), "at size": round(ours.size_mean, 1),
+                "scratch acc %": round(scratch.acc_top3, 1), "scratch size": round(scratch.size_mean, 1),
+                "difference (points)": round(ours.acc_top3 - scratch.acc_top3, 1),
+                "paper difference": _paper_difference(paper[tau_config], paper[scratch_config]),
+            })
+    return pd.DataFrame(rows)
+
+
+def _paper_difference(tau: dict, scratch: dict):
+    if tau["accuracy"] is None or scratch["accuracy"] is None:
+        return "-"
+    return round(tau["accuracy"] - scratch["accuracy"], 1)
+
+
+def claims_text(table: int, root=None) -> str:
+    """Markdown sentences that test the paper's two claims on each profile's runs (or say what is missing).
+
+    Claim 1: compressed models stay close to the baseline. Claim 2: they beat models trained from scratch
+    at the same size.
+    """
+    agg = aggregate(load_table_runs(table, root))
+    lines = []
+    for profile in sorted(set(agg.profile)):
+        ours = agg[agg.profile == profile].set_index("config")
+        base = BASELINE[table]
+        if base not in ours.index:
+            lines.append(f"- **{profile}**: no complete baseline run yet, so claim 1 cannot be checked.")
+            continue
+        for tau_config, scratch_config in SCRATCH_PARTNER.items():
+            if tau_config not in ours.index:
+                continue
+            row = ours.loc[tau_config]
+            text = (f"- **{profile}, {tau_config}** ({budget_note(profile, row.steps, tau_config) or 'paper budget'}):"
+                    f" {row.acc_top3:.1f} % at N = {row.size_mean:.1f}, "
+                    f"{row.acc_top3 - ours.loc[base].acc_top3:+.1f} points against the baseline")
+            if scratch_config in ours.index:
+                scratch = ours.loc[scratch_config]
+                text += (f", {row.acc_top3 - scratch.acc_top3:+.1f} points against training from scratch at"
+                         f" N = {scratch.size_mean:.0f} ({scratch.acc_top3:.1f} %)")
+            lines.append(text + f"; {row.n_seeds} seed(s).")
+    return "\n".join(lines) or "No complete runs yet."
+
+
+def representative_runs(table: int, profile: str = "cpu", root=None) -> dict[str, str]:
+    """For each config of a table, the folder of its complete run with the smallest seed in `profile`."""
+    runs = load_table_runs(table, root)
+    done = runs[(runs.status == "complete") & (runs.profile == profile)].sort_values("seed")
+    return {name: done[done.config == name].path.iloc[0] for name in table_configs(table)
+            if (done.config == name).any()}
+
+
+def run_times(root=None) -> pd.DataFrame:
+    """Measured time per run, per (profile, hardware, config): mean wall-clock and training time, ms per step."""
+    runs = records.load_runs(runs_root(root))
+    done = runs[runs.status == "complete"]
+    if done.empty:
+        return pd.DataFrame(columns=["profile", "hardware", "config", "runs", "wall_time_min", "train_time_min",
+                                     "ms_per_step", "steps"])
+    grouped = done.groupby(["profile", "hardware", "config"], sort=True)
+    return grouped.apply(lambda g: pd.Series({
+        "runs": len(g), "wall_time_min": g.wall_time_s.mean() / 60, "train_time_min": g.train_time_s.mean() / 60,
+        "ms_per_step": 1e3 * (g.train_time_s / g.steps).mean(), "steps": int(g.steps.max()),
+    }), include_groups=False).reset_index()
+
+
+def styled(frame: pd.DataFrame, precision: int = 2):
+    """A table as the book shows it: numbers to `precision` digits, no index column."""
+    return frame.style.format(precision=precision).hide(axis="index")
