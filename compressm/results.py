@@ -62,7 +62,8 @@ def with_speedup(agg: pd.DataFrame, table: int) -> pd.DataFrame:
     """Add `speedup`: the same-profile, same-hardware, same-recurrence baseline's train time / this one's."""
     base = agg[agg.config == BASELINE[table]].set_index(["profile", "hardware", "recurrence"]).train_time_s
     index = pd.MultiIndex.from_frame(agg[["profile", "hardware", "recurrence"]])
-    return agg.assign(speedup=base.reindex(index).to_numpy() / agg.train_time_s.to_numpy())
+    speedup = base.reindex(index).to_numpy(dtype=float) / agg.train_time_s.to_numpy(dtype=float)
+    return agg.assign(speedup=speedup)
 
 
 def budget_note(profile: str, steps: int, config_name: str) -> str:
