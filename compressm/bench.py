@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from compressm import compression, records
-from compressm.configs import OptimConfig, ReductionConfig
+from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
 from compressm.lru import RECURRENCES
 from compressm.model import LRUClassifier, stream_logits
 from compressm.train import init_state, make_optimizer, train_step
@@ -45,8 +45,8 @@ def time_call(fn, *, warmup: int = 2, repeats: int = 5) -> dict:
 
 def _model(dataset: str, state_size: int, recurrence: str) -> tuple[LRUClassifier, tuple]:
     blocks, width, length, input_dim, _ = SHAPES[dataset]
-    model = LRUClassifier((state_size,) * blocks, input_dim, width, 10, recurrence)
-    return model, (length, input_dim)
+    config = ModelConfig(num_blocks=blocks, width=width, state_size=state_size, recurrence=recurrence)
+    return LRUClassifier((state_size,) * blocks, input_dim, 10, config), (length, input_dim)
 
 
 def _batch(length, input_dim, batch=BATCH, seed=0):
@@ -65,7 +65,7 @@ def bench_train_step(dataset: str, recurrence: str, state_size: int, repeats: in
     compile_s = time.perf_counter() - start
     timing = time_call(lambda: jax.block_until_ready(step(state, x, y, jax.random.PRNGKey(1))), repeats=repeats)
     return {**timing, "compile_s": compile_s, "recurrence": recurrence, "state_size": state_size,
-            "batch": BATCH, "seq_len": length, "width": model.width, "blocks": len(model.state_sizes)}
+            "batch": BATCH, "seq_len": length, "width": model.config.width, "blocks": len(model.state_sizes)}
 
 
 def bench_streaming(dataset: str, state_size: int, repeats: int, batch: int = 1) -> dict:
@@ -75,7 +75,7 @@ def bench_streaming(dataset: str, state_size: int, repeats: int, batch: int = 1)
     variables = model.init({"params": jax.random.PRNGKey(0)}, x, train=False)
     run = jax.jit(lambda v, x: stream_logits(model, v, x))
     timing = time_call(lambda: jax.block_until_ready(run(variables, x)), repeats=repeats)
-    return {**timing, "state_size": state_size, "batch": batch, "seq_len": length, "width": model.width,
+    return {**timing, "state_size": state_size, "batch": batch, "seq_len": length, "width": model.config.width,
             "blocks": len(model.state_sizes), "steps_per_s": length / timing["median_s"]}
 
 

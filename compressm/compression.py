@@ -1,6 +1,6 @@
 """In-training compression: per-block rank policies, balanced truncation of the model, optimizer state.
 
-`compress(params, opt_state, optimizer, config, key)` is pure: it returns new (smaller) parameters, an
+`compress(params, opt_state, optimizer, config, hsvs, step, key)` is pure: it returns new (smaller) parameters, an
 optimizer state of the new shapes and the list of reduction events. It runs outside the jitted training step,
 at evaluation boundaries; the step recompiles once for the new shapes.
 """

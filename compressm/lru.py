@@ -27,15 +27,37 @@ RECURRENCES: tuple[str, ...] = ("scan", "associative", "conv")
 # ----------------------------------------------------------------------------------------------------------
 # Parameterisation and initialisation
 # ----------------------------------------------------------------------------------------------------------
-def init_nu_log(key: jax.Array, n: int, r_min: float = 0.9, r_max: float = 0.999) -> jax.Array:
-    """nu_log (N,) so that |lambda|^2 ~ U[r_min^2, r_max^2]."""
+def init_nu_log(key: jax.Array, n: int, r_min: float, r_max: float) -> jax.Array:
+    """nu_log (N,) so that |lambda|^2 ~ U[r_min^2, r_max^2] (the paper: r_min 0.9, r_max 0.999)."""
     u = jax.random.uniform(key, (n,))
     return jnp.log(-0.5 * jnp.log(u * (r_max**2 - r_min**2) + r_min**2))
 
 
-def init_theta_log(key: jax.Array, n: int, max_phase: float = 6.28) -> jax.Array:
-    """theta_log (N,) so that the phase ~ U[0, max_phase]."""
+def init_theta_log(key: jax.Array, n: int, max_phase: float) -> jax.Array:
+    """theta_log (N,) so that the phase ~ U[0, max_phase] (the paper: 6.28)."""
     return jnp.log(max_phase * jax.random.uniform(key, (n,)))
+
+
+def init_B_part(key: jax.Array, n: int, width: int) -> jax.Array:
+    """B_re or B_im (N, H) ~ N(0, 1) / sqrt(2H)."""
+    return jax.random.normal(key, (n, width)) / jnp.sqrt(2.0 * width)
+
+
+def init_C_part(key: jax.Array, width: int, n: int) -> jax.Array:
+    """C_re or C_im (H, N) ~ N(0, 1) / sqrt(N)."""
+    return jax.random.normal(key, (width, n)) / jnp.sqrt(1.0 * n)
+
+
+def init_params(key: jax.Array, n: int, width: int, r_min: float, r_max: float, max_phase: float) -> dict:
+    """A whole LRU parameter dict (N states, H = width), initialised as in the paper; D ~ N(0, 1)."""
+    k = jax.random.split(key, 7)
+    nu_log = init_nu_log(k[0], n, r_min, r_max)
+    return {
+        "nu_log": nu_log, "theta_log": init_theta_log(k[1], n, max_phase), "gamma_log": gamma_log_for(nu_log),
+        "B_re": init_B_part(k[2], n, width), "B_im": init_B_part(k[3], n, width),
+        "C_re": init_C_part(k[4], width, n), "C_im": init_C_part(k[5], width, n),
+        "D": jax.random.normal(k[6], (width,)),
+    }
 
 
 def gamma_log_for(nu_log: jax.Array) -> jax.Array:

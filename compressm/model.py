@@ -3,8 +3,8 @@
     encoder Dense(d -> H) -> blocks -> mean over time -> Dense(H -> classes)
     block:  BatchNorm (no affine, over batch and time) -> LRU -> GELU -> dropout -> GLU -> dropout -> + skip
 
-Each block has its own state size (they differ after reduction), so a model is built for a tuple of sizes:
-`classifier_for(config, state_sizes_of(params))`. Parameter paths: params["blocks_<i>"]["lru"]["nu_log"] etc.
+Each block has its own state size (they differ after reduction), so a model is built for a tuple of sizes
+(`train.build_model(config, dataset, state_sizes_of(params))`). Parameter paths: params["blocks_<i>"]["lru"]["nu_log"] etc.
 Dense layers use the PyTorch/Equinox initialisation of the authors' code, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 """
 
@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from compressm import lru
+from compressm.configs import ModelConfig
 
 
 def _dense(features: int, fan_in: int) -> nn.Dense:
@@ -23,26 +24,24 @@ def _dense(features: int, fan_in: int) -> nn.Dense:
 
 
 class LRU(nn.Module):
-    """One LRU layer of state size N and width H: (B, L, H) -> (B, L, H). Parameters as in `compressm.lru`."""
+    """One LRU layer of state size N and width H = config.width: (B, L, H) -> (B, L, H).
+
+    Parameters as in `compressm.lru`; `config.recurrence` must be resolved (not 'auto').
+    """
 
     state_size: int
-    width: int
-    recurrence: lru.Recurrence
-    r_min: float = 0.9
-    r_max: float = 0.999
-    max_phase: float = 6.28
+    config: ModelConfig
 
     def setup(self):
-        n, width = self.state_size, self.width
-        normal = lambda scale: lambda key, shape: jax.random.normal(key, shape) * scale
-        self.nu_log = self.param("nu_log", lambda key: lru.init_nu_log(key, n, self.r_min, self.r_max))
-        self.theta_log = self.param("theta_log", lambda key: lru.init_theta_log(key, n, self.max_phase))
+        n, width, c = self.state_size, self.config.width, self.config
+        self.nu_log = self.param("nu_log", lambda key: lru.init_nu_log(key, n, c.r_min, c.r_max))
+        self.theta_log = self.param("theta_log", lambda key: lru.init_theta_log(key, n, c.max_phase))
         self.gamma_log = self.param("gamma_log", lambda key: lru.gamma_log_for(self.nu_log))
-        self.B_re = self.param("B_re", normal(1 / jnp.sqrt(2 * width)), (n, width))
-        self.B_im = self.param("B_im", normal(1 / jnp.sqrt(2 * width)), (n, width))
-        self.C_re = self.param("C_re", normal(1 / jnp.sqrt(n)), (width, n))
-        self.C_im = self.param("C_im", normal(1 / jnp.sqrt(n)), (width, n))
-        self.D = self.param("D", normal(1.0), (width,))
+        self.B_re = self.param("B_re", lambda key: lru.init_B_part(key, n, width))
+        self.B_im = self.param("B_im", lambda key: lru.init_B_part(key, n, width))
+        self.C_re = self.param("C_re", lambda key: lru.init_C_part(key, width, n))
+        self.C_im = self.param("C_im", lambda key: lru.init_C_part(key, width, n))
+        self.D = self.param("D", lambda key: jax.random.normal(key, (width,)))
 
     def _system(self):
         names = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im", "C_re", "C_im", "D")
@@ -50,7 +49,7 @@ class LRU(nn.Module):
 
     def __call__(self, u: jax.Array) -> jax.Array:
         system = self._system()
-        return jax.vmap(lambda seq: lru.apply_lru(self.recurrence, *system, seq))(u)
+        return jax.vmap(lambda seq: lru.apply_lru(self.config.recurrence, *system, seq))(u)
 
     def step(self, x: jax.Array, u_t: jax.Array) -> tuple[jax.Array, jax.Array]:
         """One streaming step for a batch: state x (B, N) complex, u_t (B, H) -> (x, y_t (B, H))."""
@@ -75,18 +74,13 @@ class Block(nn.Module):
     """Residual LRU block (B, L, H) -> (B, L, H)."""
 
     state_size: int
-    width: int
-    recurrence: lru.Recurrence
-    dropout: float = 0.1
-    r_min: float = 0.9
-    r_max: float = 0.999
-    max_phase: float = 6.28
+    config: ModelConfig
 
     def setup(self):
         self.norm = nn.BatchNorm(momentum=0.99, epsilon=1e-5, use_bias=False, use_scale=False)
-        self.lru = LRU(self.state_size, self.width, self.recurrence, self.r_min, self.r_max, self.max_phase)
-        self.glu = GLU(self.width)
-        self.drop = nn.Dropout(self.dropout)
+        self.lru = LRU(self.state_size, self.config)
+        self.glu = GLU(self.config.width)
+        self.drop = nn.Dropout(self.config.dropout)
 
     def __call__(self, x, *, train: bool):
         z = self.lru(self.norm(x, use_running_average=not train))
@@ -101,25 +95,21 @@ class Block(nn.Module):
 
 
 class LRUClassifier(nn.Module):
-    """Sequence classifier (B, L, d) -> logits (B, classes); one block per entry of `state_sizes`."""
+    """Sequence classifier (B, L, d) -> logits (B, classes); one block per entry of `state_sizes`.
+
+    `config` gives width, dropout, init ring and recurrence (resolved, not 'auto'); its state_size and
+    num_blocks are ignored in favour of `state_sizes`, which changes as blocks are reduced.
+    """
 
     state_sizes: tuple[int, ...]
     input_dim: int
-    width: int
     num_classes: int
-    recurrence: lru.Recurrence = "scan"
-    dropout: float = 0.1
-    r_min: float = 0.9
-    r_max: float = 0.999
-    max_phase: float = 6.28
+    config: ModelConfig
 
     def setup(self):
-        self.encoder = _dense(self.width, self.input_dim)
-        self.blocks = [
-            Block(n, self.width, self.recurrence, self.dropout, self.r_min, self.r_max, self.max_phase)
-            for n in self.state_sizes
-        ]
-        self.head = _dense(self.num_classes, self.width)
+        self.encoder = _dense(self.config.width, self.input_dim)
+        self.blocks = [Block(n, self.config) for n in self.state_sizes]
+        self.head = _dense(self.num_classes, self.config.width)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         h = self.encoder(x)
@@ -155,7 +145,7 @@ def stream_logits(model: LRUClassifier, variables: dict, x: jax.Array) -> jax.Ar
         states, h = model.apply(variables, states, x_t, method=LRUClassifier.step)
         return (states, total + h), None
 
-    init = (states, jnp.zeros((batch, model.width), x.dtype))
+    init = (states, jnp.zeros((batch, model.config.width), x.dtype))
     (_, total), _ = jax.lax.scan(body, init, jnp.swapaxes(x, 0, 1))
     return model.apply(variables, total / length, method=LRUClassifier.classify)
 

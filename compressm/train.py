@@ -9,6 +9,7 @@ reduced model and resets the best-validation marker, so the reported test accura
 validation accuracy) belongs to a model of the final size.
 """
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -85,12 +86,8 @@ def resolved_recurrence(config: RunConfig) -> str:
 
 def build_model(config: RunConfig, dataset: Dataset, state_sizes: tuple[int, ...]) -> LRUClassifier:
     """The classifier of `config` for data set `dataset` with the given per-block state sizes."""
-    m = config.model
-    return LRUClassifier(
-        state_sizes=tuple(state_sizes), input_dim=dataset.input_dim, width=m.width,
-        num_classes=dataset.num_classes, recurrence=resolved_recurrence(config), dropout=m.dropout,
-        r_min=m.r_min, r_max=m.r_max, max_phase=m.max_phase,
-    )
+    model_config = dataclasses.replace(config.model, recurrence=resolved_recurrence(config))
+    return LRUClassifier(tuple(state_sizes), dataset.input_dim, dataset.num_classes, model_config)
 
 
 def run_keys(seed: int) -> dict[str, jax.Array]:

@@ -10,15 +10,7 @@ from compressm import lru
 
 
 def lru_params(key, n, h, r_min=0.9, r_max=0.999):
-    k = jax.random.split(key, 7)
-    nu_log = lru.init_nu_log(k[0], n, r_min, r_max)
-    normal = lambda key, shape: jax.random.normal(key, shape)
-    return {
-        "nu_log": nu_log, "theta_log": lru.init_theta_log(k[1], n), "gamma_log": lru.gamma_log_for(nu_log),
-        "B_re": normal(k[2], (n, h)) / np.sqrt(2 * h), "B_im": normal(k[3], (n, h)) / np.sqrt(2 * h),
-        "C_re": normal(k[4], (h, n)) / np.sqrt(n), "C_im": normal(k[5], (h, n)) / np.sqrt(n),
-        "D": normal(k[6], (h,)),
-    }
+    return lru.init_params(key, n, h, r_min, r_max, max_phase=6.28)
 
 
 def output_and_grads(recurrence, params, u):

@@ -9,7 +9,7 @@ import pytest
 from conftest import MODEL_RTOL
 
 from compressm import compression
-from compressm.configs import OptimConfig, ReductionConfig
+from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
 from compressm.model import LRUClassifier, state_sizes_of, stream_logits
 from compressm.train import make_optimizer
 
@@ -20,7 +20,7 @@ def reduction_config(**fields) -> ReductionConfig:
 
 
 def make_model(state_sizes=(24, 16), recurrence="scan"):
-    return LRUClassifier(state_sizes=state_sizes, input_dim=2, width=6, num_classes=5, recurrence=recurrence)
+    return LRUClassifier(state_sizes, input_dim=2, num_classes=5, config=ModelConfig(width=6, recurrence=recurrence))
 
 
 @pytest.fixture(scope="module")

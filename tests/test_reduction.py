@@ -236,12 +236,4 @@ def test_float32_rank_equals_float64_rank_at_init(dataset):
 
 
 def _init_lru(key, n, width):
-    k = jax.random.split(key, 7)
-    nu_log = lru.init_nu_log(k[0], n)
-    normal = lambda key, shape, scale: jax.random.normal(key, shape) * scale
-    return {
-        "nu_log": nu_log, "theta_log": lru.init_theta_log(k[1], n), "gamma_log": lru.gamma_log_for(nu_log),
-        "B_re": normal(k[2], (n, width), (2 * width) ** -0.5), "B_im": normal(k[3], (n, width), (2 * width) ** -0.5),
-        "C_re": normal(k[4], (width, n), n**-0.5), "C_im": normal(k[5], (width, n), n**-0.5),
-        "D": normal(k[6], (width,), 1.0),
-    }
+    return lru.init_params(key, n, width, r_min=0.9, r_max=0.999, max_phase=6.28)
