@@ -29,6 +29,7 @@ SHAPES = {  # (blocks, width H, sequence length L, input dim, state sizes: full 
     "scifar": (6, 512, 1024, 3, (384, 161, 93, 57)),
 }
 BATCH = 50
+WIDTH_SWEEP = (8, 16, 32, 64)  # H for the recurrence crossover, at the sMNIST shapes with N = 64
 
 
 def time_call(fn, *, warmup: int = 2, repeats: int = 5) -> dict:
@@ -43,8 +44,9 @@ def time_call(fn, *, warmup: int = 2, repeats: int = 5) -> dict:
     return {"median_s": float(np.median(times)), "min_s": float(np.min(times)), "times_s": times}
 
 
-def _model(dataset: str, state_size: int, recurrence: str) -> tuple[LRUClassifier, tuple]:
-    blocks, width, length, input_dim, _ = SHAPES[dataset]
+def _model(dataset: str, state_size: int, recurrence: str, width: int | None = None) -> tuple[LRUClassifier, tuple]:
+    blocks, default_width, length, input_dim, _ = SHAPES[dataset]
+    width = width or default_width
     config = ModelConfig(num_blocks=blocks, width=width, state_size=state_size, recurrence=recurrence)
     return LRUClassifier((state_size,) * blocks, input_dim, 10, config), (length, input_dim)
 
@@ -54,9 +56,9 @@ def _batch(length, input_dim, batch=BATCH, seed=0):
     return rng.random((batch, length, input_dim), np.float32), rng.integers(0, 10, batch).astype(np.int32)
 
 
-def bench_train_step(dataset: str, recurrence: str, state_size: int, repeats: int) -> dict:
+def bench_train_step(dataset: str, recurrence: str, state_size: int, repeats: int, width: int | None = None) -> dict:
     """One AdamW step of the paper's model at batch 50 (compile excluded, reported separately)."""
-    model, (length, input_dim) = _model(dataset, state_size, recurrence)
+    model, (length, input_dim) = _model(dataset, state_size, recurrence, width)
     x, y = _batch(length, input_dim)
     optimizer = make_optimizer(OptimConfig(), 1000)
     state = init_state(model, optimizer, x, jax.random.PRNGKey(0))
@@ -118,6 +120,10 @@ def _benchmarks(backend: str):
             if dataset == "smnist" or backend != "cpu":
                 yield f"streaming/{dataset}/N{n}", lambda r, d=dataset, n=n: bench_streaming(d, n, r)
         yield f"reduction/{dataset}", lambda r, d=dataset: bench_reduction(d, r)
+    for width in WIDTH_SWEEP:  # where the FFT convolution stops paying: the rule of lru.choose_recurrence
+        for recurrence in ("scan", "associative", "conv"):
+            yield f"width_sweep/smnist/{recurrence}/H{width}", lambda r, c=recurrence, h=width: \
+                bench_train_step("smnist", c, 64, r, width=h)
 
 
 def hardware_slug(env: dict) -> str:
@@ -146,8 +152,8 @@ def run_benchmarks(only=None, out_dir=None, repeats: int = 5) -> list[dict]:
 def load_bench(root: Path | str | None = None) -> pd.DataFrame:
     """Every benchmark record under root (default runs/bench) as one row each, for the Speed page.
 
-    Columns: name, kind, dataset, recurrence, state_size, median_ms, compile_s, steps_per_s, first_call_s,
-    hardware, commit, date.
+    Columns: name, kind, dataset, recurrence, state_size, width, median_ms, compile_s, steps_per_s,
+    first_call_s, hardware, commit, date.
     """
     from compressm.experiment import runs_root
 
@@ -156,13 +162,14 @@ def load_bench(root: Path | str | None = None) -> pd.DataFrame:
         r = json.loads(path.read_text())
         kind, dataset, *rest = r["name"].split("/")
         rows.append({"name": r["name"], "kind": kind, "dataset": dataset,
-                     "recurrence": rest[0] if kind == "train_step" else None, "state_size": r["state_size"],
+                     "recurrence": rest[0] if kind in ("train_step", "width_sweep") else None,
+                     "state_size": r["state_size"], "width": r.get("width"),
                      "median_ms": 1e3 * r["median_s"], "compile_s": r.get("compile_s"),
                      "steps_per_s": r.get("steps_per_s"), "first_call_s": r.get("first_call_s"),
                      "hardware": r["environment"]["hardware"], "commit": r["environment"]["commit"][:7],
                      "date": r["date"]})
-    columns = ["name", "kind", "dataset", "recurrence", "state_size", "median_ms", "compile_s", "steps_per_s",
-               "first_call_s", "hardware", "commit", "date"]
+    columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "median_ms", "compile_s",
+               "steps_per_s", "first_call_s", "hardware", "commit", "date"]
     return pd.DataFrame(rows, columns=columns)
 
 

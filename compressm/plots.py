@@ -214,3 +214,17 @@ def energy_share(spectra: dict[str, dict], fraction: float = 0.5, block: int = 0
     ax.set(xlabel="step", ylabel=f"energy share of the {column} of HSVs", ylim=(0, None))
     ax.legend(fontsize=7)
     return fig
+
+
+def width_sweep(bench: pd.DataFrame) -> plt.Figure:
+    """Training-step time against width H at N = 64 (sMNIST shapes), per recurrence and hardware."""
+    sweep = bench[bench.kind == "width_sweep"]
+    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    for (hardware, recurrence), group in sweep.groupby(["hardware", "recurrence"]):
+        group = group.sort_values("width")
+        ax.plot(group.width, group.median_ms, "o-", color=_RECURRENCE_COLOUR[recurrence],
+                label=f"{recurrence}, {hardware}")
+    _size_axis(ax, sweep.width)
+    ax.set(yscale="log", xlabel="width H (N = 64, batch 50, L = 784)", ylabel="ms per training step")
+    ax.legend(fontsize=8)
+    return fig

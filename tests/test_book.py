@@ -2,6 +2,7 @@
 page checked in a real browser (headless Chromium): a row per configuration with numbers, and its figures loaded.
 """
 
+import json
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from compressm import records
 from compressm.experiment import build_book, reproduce
 from compressm.paper import table_configs
 
@@ -65,3 +67,15 @@ def test_table2_page_in_headless_chromium(built_book):
             assert width and width > 0, image.get_attribute("src")
     finally:
         driver.quit()
+
+
+def test_a_failing_run_is_recorded_as_failed_and_keeps_its_notebook(tmp_path):
+    outcome = reproduce(["smnist_baseline"], seeds=(1,), profile="smoke", root=tmp_path,
+                        data_dir=tmp_path / "no-data-here", build=False)
+    assert list(outcome.status) == ["failed"]
+    run = tmp_path / "smoke" / "smnist_baseline" / "seed_1"
+    metrics = records.load_metrics(run)
+    assert metrics["status"] == "failed" and "DataError" in metrics["failure"]["reason"]
+    assert not records.is_complete(run) and records.load_runs(tmp_path).status.tolist() == ["failed"]
+    notebook = json.loads((run / "train.ipynb").read_text())
+    assert notebook["metadata"]["papermill"]["exception"]  # the executed notebook shows the error
