@@ -29,7 +29,7 @@ def rel_err(a, b):
 CASES = {  # name: (N, H, L, r_min, r_max)
     "smnist-like": (32, 8, 784, 0.9, 0.999),
     "near unit circle": (16, 4, 2048, 0.9999, 0.99999),
-    "long sequence": (8, 2, 8192, 0.9, 0.999),
+    "long sequence": (8, 2, 4096, 0.9, 0.999),
     "wide": (24, 48, 256, 0.9, 0.999),
 }
 
