@@ -234,7 +234,7 @@ def _window_summary(window: list, first_step: int, batch_size: int) -> tuple[flo
     """Mean loss and running accuracy over the steps since the last evaluation (raises on a NaN loss)."""
     losses = [m["loss"] for m in window]
     _check_finite(losses, first_step)
-    correct = sum(int(m["correct"]) for m in window)
+    correct = int(jnp.sum(jnp.stack([m["correct"] for m in window])))
     return float(jnp.mean(jnp.stack(losses))), correct / (len(window) * batch_size)
 
 

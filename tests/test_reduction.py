@@ -108,7 +108,8 @@ def test_truncation_error_within_twice_the_discarded_hsvs_for_every_rank(n, h, s
     args = [jnp.asarray(x) for x in (lambdas, B, C)]
     result = reduction.truncation_errors(*args, system, method, num_freq=2001)
     hsv = np.asarray(reduction.system_hsv(*args, system))
-    np.testing.assert_allclose(result["bound"], [2 * hsv[r:].sum() for r in result["rank"]], rtol=1e-12)
+    # the two tail sums add the same HSVs in a different order: rounding differs by ~1e-12 relative across BLAS builds
+    np.testing.assert_allclose(result["bound"], [2 * hsv[r:].sum() for r in result["rank"]], rtol=1e-9)
     assert len(result["rank"]) == len(hsv) - 1
     # grid maximum <= true H-infinity norm <= bound; 1e-6 absorbs rounding
     assert np.all(result["hinf_error"] <= result["bound"] * (1 + 1e-6)), result
