@@ -2,13 +2,13 @@
 #   make book   download MNIST if needed, train Table 2's configurations through the training notebook
 #               (smoke profile: minutes on a CPU), and build the book into _build/html/
 #   make test   run the test suite
-# Options: make book PROFILE=cpu SEEDS="8 42 123" JOBS=2   (the cpu profile takes about two hours)
+# Options: make book PROFILE=cpu SEEDS="8 42 123"   (the cpu profile takes about two hours; JOBS=2 runs two at once)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= smoke
 SEEDS ?= 42
-JOBS ?= 2
+JOBS ?= 1
 # The data folder: $COMPRESSM_DATA, else ../shared/data where a copy of MNIST sits beside the checkout, else ./data
 COMPRESSM_DATA ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(abspath data))
 export COMPRESSM_DATA
