@@ -5,6 +5,8 @@ optimizer state of the new shapes and the list of reduction events. It runs outs
 at evaluation boundaries; the step recompiles once for the new shapes.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 
@@ -12,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from threadpoolctl import threadpool_limits
 
 from compressm import lru, reduction
 from compressm.configs import ReductionConfig
@@ -127,12 +130,24 @@ def resize_opt_state(opt_state, new_params, optimizer: optax.GradientTransformat
     return jax.tree.map(fit, opt_state, fresh)
 
 
+def map_blocks(fn, items: list) -> list:
+    """[fn(item) for item in items], blocks in parallel threads with single-threaded BLAS.
+
+    The per-block linear algebra (N <= 384) gains little from a multi-threaded BLAS, while independent
+    blocks run well side by side: on 2 CPU cores six sCIFAR blocks reduce about twice as fast this way.
+    Results are identical to the serial loop (each block's computation is unchanged).
+    """
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with threadpool_limits(1, "blas"), ThreadPoolExecutor(min(len(items), os.cpu_count() or 1)) as pool:
+        return list(pool.map(fn, items))
+
+
 def snapshot_hsv(params: dict, step: int, config: ReductionConfig) -> dict[str, np.ndarray]:
     """HSVs of every block, keyed by `hsv_key(step, block)`."""
-    return {
-        hsv_key(step, i): block_hsv(params[f"blocks_{i}"]["lru"], config.system, config.precision)
-        for i in range(num_blocks(params))
-    }
+    blocks = range(num_blocks(params))
+    hsvs = map_blocks(lambda i: block_hsv(params[f"blocks_{i}"]["lru"], config.system, config.precision), blocks)
+    return {hsv_key(step, i): hsv for i, hsv in zip(blocks, hsvs)}
 
 
 def _discarded(hsv: np.ndarray, rank: int, selection: str) -> float:
@@ -146,16 +161,18 @@ def compress(params, opt_state, optimizer, config: ReductionConfig, hsvs: dict, 
 
     `hsvs` is this step's `snapshot_hsv`; blocks are reduced independently, each by its own rank.
     """
-    new_params, events = dict(params), []
+    plans = []  # (block, size, rank) of the blocks the policy reduces
     for i in range(num_blocks(params)):
-        block = params[f"blocks_{i}"]
-        n = block["lru"]["nu_log"].shape[0]
+        n = params[f"blocks_{i}"]["lru"]["nu_log"].shape[0]
+        rank = planned_rank(hsvs[hsv_key(step, i)], n, config)
+        if rank is not None:
+            plans.append((i, n, rank))
+    new_lrus = map_blocks(lambda plan: reduce_block(params[f"blocks_{plan[0]}"]["lru"], plan[2], config,
+                                                    jax.random.fold_in(key, plan[0])), plans)
+    new_params, events = dict(params), []
+    for (i, n, rank), new_lru in zip(plans, new_lrus):
+        new_params[f"blocks_{i}"] = {**params[f"blocks_{i}"], "lru": new_lru}
         hsv = hsvs[hsv_key(step, i)]
-        rank = planned_rank(hsv, n, config)
-        if rank is None:
-            continue
-        new_lru = reduce_block(block["lru"], rank, config, jax.random.fold_in(key, i))
-        new_params[f"blocks_{i}"] = {**block, "lru": new_lru}
         discarded = _discarded(hsv, rank, config.selection)
         events.append(ReductionEvent(
             step=step, block=i, old_size=n, new_size=int(new_lru["nu_log"].shape[0]), hsv_key=hsv_key(step, i),

@@ -52,19 +52,26 @@ def augment_conjugate(lambdas, B, C):
     )
 
 
+def _psd_factor(P: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
+    """(F, V): F = V diag(sqrt(w + eps)) with F F^H = P + eps I, for P = V diag(w) V^H Hermitian PSD (N, N)."""
+    w, V = jnp.linalg.eigh(P)
+    return V * jnp.sqrt(jnp.clip(w + eps, 0.0)), V
+
+
 def _sqrt_psd(P: jax.Array, eps: float) -> jax.Array:
     """Hermitian square root of P + eps I for Hermitian positive semi-definite P (N, N)."""
-    w, V = jnp.linalg.eigh(P)
-    return (V * jnp.sqrt(jnp.clip(w + eps, 0.0))) @ jnp.conj(V).T
+    F, V = _psd_factor(P, eps)
+    return F @ jnp.conj(V).T
 
 
 def hankel_singular_values(P: jax.Array, Q: jax.Array) -> jax.Array:
-    """HSVs sigma (N,), descending: sqrt(eig(P Q)), computed as the singular values of Q^1/2 P^1/2.
+    """HSVs sigma (N,), descending: sqrt(eig(P Q)), computed as the singular values of Fq^H Fp.
 
-    Square-root factors keep the small HSVs accurate relative to sigma_max (the product P Q would lose
-    them to rounding, as would eig(P^1/2 Q P^1/2)); only Hermitian eigensolvers and an SVD are used.
+    Fp Fp^H = P and Fq Fq^H = Q are eigenvalue-based square-root factors, so Fq^H Fp has the singular
+    values of Q^1/2 P^1/2. Square-root factors keep the small HSVs accurate relative to sigma_max (the
+    product P Q would lose them to rounding, as would eig(P^1/2 Q P^1/2)).
     """
-    return jnp.linalg.svd(_sqrt_psd(Q, 0.0) @ _sqrt_psd(P, 0.0), compute_uv=False)
+    return jnp.linalg.svd(jnp.conj(_psd_factor(Q, 0.0)[0]).T @ _psd_factor(P, 0.0)[0], compute_uv=False)
 
 
 def system_hsv(lambdas, B, C, system: HsvSystem = "complex") -> jax.Array:
@@ -116,10 +123,11 @@ def balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) -> Balan
     """
     if method == "sqrtm":
         P_half = _sqrt_psd(P, eps)
-        s2, U = jnp.linalg.eigh(P_half @ Q @ P_half)
+        PQ = P_half @ Q
+        s2, U = jnp.linalg.eigh(PQ @ P_half)
         s2, U = jnp.clip(s2[::-1], jnp.finfo(s2.dtype).tiny), U[:, ::-1]
         T = (P_half @ U) * s2**-0.25
-        Tinv = (s2**-0.75)[:, None] * (jnp.conj(U).T @ P_half @ Q)
+        Tinv = (s2**-0.75)[:, None] * (jnp.conj(U).T @ PQ)
         return Balancing(T, Tinv)
     if method == "chol":
         eye = jnp.eye(P.shape[0], dtype=P.dtype)
