@@ -185,5 +185,5 @@ def streaming_speedups(records: pd.DataFrame) -> pd.DataFrame:
     reference = full.set_index(["hardware", "dataset"]).steps_per_s
     ratio = stream.steps_per_s.to_numpy() / reference.reindex(
         pd.MultiIndex.from_frame(stream[["hardware", "dataset"]])).to_numpy()
-    return stream.assign(speedup_vs_full=ratio)[["hardware", "dataset", "state_size", "steps_per_s",
-                                                 "speedup_vs_full"]]
+    columns = ["hardware", "dataset", "state_size", "steps_per_s", "speedup_vs_full"]
+    return stream.assign(speedup_vs_full=ratio)[columns].sort_values(columns[:3], ascending=[True, True, False])

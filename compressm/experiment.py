@@ -106,7 +106,8 @@ def build_book(root: Path | str | None = None, output: Path | str | None = None)
     if jb is None:
         raise CompressmError("jupyter-book is not installed; run: pip install -r requirements.txt")
     env = {**os.environ, RUNS_ENV: str(runs_root(root).resolve())}
-    command = [jb, "build", str(REPO), "-W", "-n", "--keep-going"]
+    # --all: result pages read runs/, which Sphinx does not track, so every page is re-read and re-executed
+    command = [jb, "build", str(REPO), "--all", "-W", "-n", "--keep-going"]
     if output:
         command += ["--path-output", str(output)]
     if subprocess.run(command, env=env).returncode != 0:

@@ -73,6 +73,8 @@ def hsv_spectra(hsvs: dict, steps, blocks, title: str = "") -> plt.Figure:
 # Many runs (result pages)
 # ----------------------------------------------------------------------------------------------------------
 _KIND_STYLE = {"baseline": ("^", "C0"), "tau": ("o", "C1"), "scratch": ("s", "C2")}
+# Profiles told apart by weight: the paper budget bold, the smoke check (a plumbing run, not a result) faint.
+_PROFILE_STYLE = {"paper": {"ms": 9, "mec": "k"}, "cpu": {"ms": 6}, "smoke": {"ms": 4, "alpha": 0.35}}
 
 
 def _kind(config: str) -> str:
@@ -81,38 +83,40 @@ def _kind(config: str) -> str:
 
 def accuracy_vs_size(agg: pd.DataFrame, paper: dict, title: str = "") -> plt.Figure:
     """Test accuracy against final state size: ours (filled, mean +- std over seeds) and the paper's (hollow)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(8.5, 4), constrained_layout=True)
     for kind, (marker, colour) in _KIND_STYLE.items():
         ours = agg[agg.config.map(_kind) == kind]
         label = {"baseline": "baseline", "tau": "compressed in training", "scratch": "trained from scratch"}[kind]
         for profile, group in ours.groupby("profile"):
             ax.errorbar(group.size_mean, group.acc_top3, xerr=group.size_std, yerr=group.acc_std, fmt=marker,
-                        color=colour, capsize=3, label=f"{label}, ours ({profile} profile)")
+                        color=colour, capsize=3, label=f"{label}, ours ({profile} profile)",
+                        **_PROFILE_STYLE.get(profile, {}))
         points = [(v["state_size"], v["accuracy"]) for name, v in paper.items()
                   if _kind(name) == kind and v["accuracy"] is not None]
         if points:
             ax.scatter(*zip(*points), marker=marker, facecolors="none", edgecolors=colour, s=60,
                        label=f"{label}, published")
     ax.set(xscale="log", xlabel="final state size N (per-block mean)", ylabel="test accuracy (%)", title=title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
 def accuracy_vs_speedup(agg: pd.DataFrame, paper: dict, title: str = "") -> plt.Figure:
     """Test accuracy against training speedup over the same-hardware baseline; the paper's points hollow."""
-    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(8.5, 4), constrained_layout=True)
     for kind, (marker, colour) in _KIND_STYLE.items():
         ours = agg[(agg.config.map(_kind) == kind) & np.isfinite(agg.speedup)]
-        if not ours.empty:
-            ax.errorbar(ours.speedup, ours.acc_top3, yerr=ours.acc_std, fmt=marker, color=colour, capsize=3,
-                        label=f"{kind} (ours: {', '.join(sorted(set(ours.hardware)))})")
+        for profile, group in ours.groupby("profile"):
+            ax.errorbar(group.speedup, group.acc_top3, yerr=group.acc_std, fmt=marker, color=colour, capsize=3,
+                        label=f"{kind} (ours, {profile} profile: {', '.join(sorted(set(group.hardware)))})",
+                        **_PROFILE_STYLE.get(profile, {}))
         points = [(v["speedup"], v["accuracy"]) for name, v in paper.items()
                   if _kind(name) == kind and v["speedup"] and v["accuracy"] is not None]
         if points:
             ax.scatter(*zip(*points), marker=marker, facecolors="none", edgecolors=colour, s=60,
                        label=f"{kind} (paper, GPU)")
     ax.set(xlabel="training speedup over the baseline", ylabel="test accuracy (%)", title=title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 

@@ -217,7 +217,7 @@ def run_times(root=None) -> pd.DataFrame:
     return grouped.apply(lambda g: pd.Series({
         "runs": len(g), "wall_time_min": g.wall_time_s.mean() / 60, "train_time_min": g.train_time_s.mean() / 60,
         "ms_per_step": 1e3 * (g.train_time_s / g.steps).mean(), "steps": int(g.steps.max()),
-    }), include_groups=False).reset_index()
+    }), include_groups=False).reset_index().astype({"runs": int, "steps": int})
 
 
 def styled(frame: pd.DataFrame, precision: int = 2):
