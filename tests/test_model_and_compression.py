@@ -116,6 +116,24 @@ def test_small_tau_compression_keeps_the_model_output(variables):
     assert float(jnp.abs(after - before).max()) < 0.01 * float(jnp.abs(before).max())
 
 
+def test_blocks_reduced_in_parallel_threads_equal_the_serial_reduction(variables):
+    """compress() reduces blocks in worker threads (float64 inside each): the same arrays as one block at a time."""
+    v, _ = variables
+    config = reduction_config(mode="fixed", fraction=0.25)
+    optimizer = make_optimizer(OptimConfig(), 10)
+    hsvs = compression.snapshot_hsv(v["params"], 1, config)
+    for i in range(2):
+        np.testing.assert_array_equal(hsvs[compression.hsv_key(1, i)],
+                                      compression.block_hsv(v["params"][f"blocks_{i}"]["lru"]))
+    params, _, events = compression.compress(v["params"], optimizer.init(v["params"]), optimizer, config, hsvs, 1,
+                                             jax.random.PRNGKey(0))
+    assert [e.new_size for e in events] == [18, 12]
+    for i, event in enumerate(events):
+        serial = compression.reduce_block(v["params"][f"blocks_{i}"]["lru"], event.new_size, config,
+                                          jax.random.fold_in(jax.random.PRNGKey(0), i))
+        jax.tree.map(np.testing.assert_array_equal, params[f"blocks_{i}"]["lru"], serial)
+
+
 def test_gate_blocks_small_reductions():
     config = reduction_config(mode="tolerance", tau=0.01)
     hsv = np.ones(100)  # flat spectrum: keeping 99 % needs 99 of 100 states
