@@ -161,18 +161,17 @@ def compress(params, opt_state, optimizer, config: ReductionConfig, hsvs: dict, 
 
     `hsvs` is this step's `snapshot_hsv`; blocks are reduced independently, each by its own rank.
     """
-    plans = []  # (block, size, rank) of the blocks the policy reduces
+    plans = []  # (block, size, hsv, rank) of the blocks the policy reduces
     for i in range(num_blocks(params)):
-        n = params[f"blocks_{i}"]["lru"]["nu_log"].shape[0]
-        rank = planned_rank(hsvs[hsv_key(step, i)], n, config)
+        n, hsv = params[f"blocks_{i}"]["lru"]["nu_log"].shape[0], hsvs[hsv_key(step, i)]
+        rank = planned_rank(hsv, n, config)
         if rank is not None:
-            plans.append((i, n, rank))
-    new_lrus = map_blocks(lambda plan: reduce_block(params[f"blocks_{plan[0]}"]["lru"], plan[2], config,
+            plans.append((i, n, hsv, rank))
+    new_lrus = map_blocks(lambda plan: reduce_block(params[f"blocks_{plan[0]}"]["lru"], plan[3], config,
                                                     jax.random.fold_in(key, plan[0])), plans)
     new_params, events = dict(params), []
-    for (i, n, rank), new_lru in zip(plans, new_lrus):
+    for (i, n, hsv, rank), new_lru in zip(plans, new_lrus):
         new_params[f"blocks_{i}"] = {**params[f"blocks_{i}"], "lru": new_lru}
-        hsv = hsvs[hsv_key(step, i)]
         discarded = _discarded(hsv, rank, config.selection)
         events.append(ReductionEvent(
             step=step, block=i, old_size=n, new_size=int(new_lru["nu_log"].shape[0]), hsv_key=hsv_key(step, i),

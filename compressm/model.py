@@ -4,7 +4,8 @@
     block:  BatchNorm (no affine, over batch and time) -> LRU -> GELU -> dropout -> GLU -> dropout -> + skip
 
 Each block has its own state size (they differ after reduction), so a model is built for a tuple of sizes
-(`train.build_model(config, dataset, state_sizes_of(params))`). Parameter paths: params["blocks_<i>"]["lru"]["nu_log"] etc.
+(`train.build_model(config, dataset, state_sizes_of(params))`).
+Parameter paths: params["blocks_<i>"]["lru"]["nu_log"] etc.
 Dense layers use the PyTorch/Equinox initialisation of the authors' code, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 """
 

@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from compressm.compression import hsv_key
+from compressm.compression import hsv_key, snapshot_steps
 
 
 def _mark_reductions(ax, metrics: dict) -> None:
@@ -47,18 +47,22 @@ def state_sizes(metrics: dict) -> plt.Figure:
     return fig
 
 
+def _spectrum_lines(ax, hsvs: dict, steps, block: int, lw: float) -> None:
+    """Draw one block's HSV spectrum (log scale, floor 1e-12) at each of `steps` in `hsvs`, viridis early to late."""
+    colours = plt.cm.viridis(np.linspace(0, 1, max(len(steps), 1)))
+    for colour, step in zip(colours, steps):
+        hsv = hsvs.get(hsv_key(step, block))
+        if hsv is not None:
+            ax.semilogy(np.arange(1, len(hsv) + 1), np.maximum(hsv, 1e-12), color=colour, lw=lw)
+
+
 def hsv_spectra(hsvs: dict, steps, blocks, title: str = "") -> plt.Figure:
     """HSV spectrum (descending, log scale) of each of `blocks` at each of `steps`, coloured early to late."""
     blocks = list(blocks)
     fig, axes = plt.subplots(1, len(blocks), figsize=(min(4 * len(blocks), 16), 3.2), squeeze=False,
                              constrained_layout=True, sharey=True)
-    colours = plt.cm.viridis(np.linspace(0, 1, max(len(steps), 1)))
     for block, ax in zip(blocks, axes[0]):
-        for colour, step in zip(colours, steps):
-            key = hsv_key(step, block)
-            if key in hsvs:
-                hsv = hsvs[key]
-                ax.semilogy(np.arange(1, len(hsv) + 1), np.maximum(hsv, 1e-12), color=colour, lw=1)
+        _spectrum_lines(ax, hsvs, steps, block, lw=1)
         ax.set(xlabel="index", title=f"block {block}")
     axes[0][0].set_ylabel("Hankel singular value")
     if steps:
@@ -122,8 +126,6 @@ def accuracy_vs_speedup(agg: pd.DataFrame, paper: dict, title: str = "") -> plt.
 
 def smallest_energy_share(hsvs: dict, fractions=(0.5, 0.75, 0.9), block: int = 0) -> pd.DataFrame:
     """Share of the Hankel energy (sum of HSVs) held by the smallest `fraction` of a block's HSVs, per step."""
-    from compressm.compression import hsv_key, snapshot_steps
-
     rows = []
     for step in snapshot_steps(hsvs):
         hsv = hsvs.get(hsv_key(step, block))
@@ -141,6 +143,13 @@ def smallest_energy_share(hsvs: dict, fractions=(0.5, 0.75, 0.9), block: int = 0
 _RECURRENCE_COLOUR = {"scan": "C0", "associative": "C1", "conv": "C2"}
 
 
+def _lines_by(ax, frame: pd.DataFrame, by: list[str], x: str, y: str, label, colour=None) -> None:
+    """One 'o-' line per group of `frame` over the columns `by`, sorted by x; label(key) and colour(key) name it."""
+    for key, group in frame.groupby(by):
+        group = group.sort_values(x)
+        ax.plot(group[x], group[y], "o-", label=label(key), color=colour(key) if colour else None)
+
+
 def _size_axis(ax, sizes) -> None:
     """Log-scaled x axis with a plain tick at each measured state size."""
     ax.set_xscale("log")
@@ -156,9 +165,8 @@ def step_time_vs_size(bench: pd.DataFrame) -> plt.Figure:
                              constrained_layout=True)
     for ax, (hardware, dataset) in zip(axes[0], panels):
         panel = steps[(steps.hardware == hardware) & (steps.dataset == dataset)]
-        for recurrence, group in panel.groupby("recurrence"):
-            group = group.sort_values("state_size")
-            ax.plot(group.state_size, group.median_ms, "o-", label=recurrence, color=_RECURRENCE_COLOUR[recurrence])
+        _lines_by(ax, panel, ["recurrence"], "state_size", "median_ms", label=lambda key: key[0],
+                  colour=lambda key: _RECURRENCE_COLOUR[key[0]])
         _size_axis(ax, panel.state_size)
         ax.set(yscale="log", xlabel="state size N", ylabel="ms per training step (batch 50)",
                title=f"{dataset}\n{hardware}")
@@ -170,11 +178,22 @@ def streaming_throughput(bench: pd.DataFrame) -> plt.Figure:
     """Recurrent (one step per input) inference throughput against state size, per hardware and data set."""
     stream = bench[bench.kind == "streaming"]
     fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
-    for (hardware, dataset), group in stream.groupby(["hardware", "dataset"]):
-        group = group.sort_values("state_size")
-        ax.plot(group.state_size, group.steps_per_s, "o-", label=f"{dataset}, {hardware}")
+    _lines_by(ax, stream, ["hardware", "dataset"], "state_size", "steps_per_s",
+              label=lambda key: f"{key[1]}, {key[0]}")
     _size_axis(ax, stream.state_size)
     ax.set(yscale="log", xlabel="state size N", ylabel="input steps per second (one stream)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def width_sweep(bench: pd.DataFrame) -> plt.Figure:
+    """Training-step time against width H at N = 64 (sMNIST shapes), per recurrence and hardware."""
+    sweep = bench[bench.kind == "width_sweep"]
+    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    _lines_by(ax, sweep, ["hardware", "recurrence"], "width", "median_ms", label=lambda key: f"{key[1]}, {key[0]}",
+              colour=lambda key: _RECURRENCE_COLOUR[key[1]])
+    _size_axis(ax, sweep.width)
+    ax.set(yscale="log", xlabel="width H (N = 64, batch 50, L = 784)", ylabel="ms per training step")
     ax.legend(fontsize=8)
     return fig
 
@@ -187,19 +206,13 @@ def hsv_overview(spectra: dict[str, dict], block: int = 0) -> plt.Figure:
 
     `spectra` maps a label (config) to that run's HSV snapshots (records.load_hsvs).
     """
-    from compressm.compression import hsv_key, snapshot_steps
-
     count = max(len(spectra), 1)
     cols = min(count, 4)
     rows = -(-count // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, sharey=True,
                              constrained_layout=True)
     for ax, (label, hsvs) in zip(axes.flat, spectra.items()):
-        steps = snapshot_steps(hsvs)
-        colours = plt.cm.viridis(np.linspace(0, 1, len(steps)))
-        for colour, step in zip(colours, steps):
-            hsv = hsvs[hsv_key(step, block)]
-            ax.semilogy(np.arange(1, len(hsv) + 1), np.maximum(hsv, 1e-12), color=colour, lw=0.8)
+        _spectrum_lines(ax, hsvs, snapshot_steps(hsvs), block, lw=0.8)
         ax.set(title=label, xlabel="index")
     for ax in axes.flat[len(spectra):]:
         ax.axis("off")
@@ -217,18 +230,4 @@ def energy_share(spectra: dict[str, dict], fraction: float = 0.5, block: int = 0
         ax.plot(share.step, share[column], ".-", label=label)
     ax.set(xlabel="step", ylabel=f"energy share of the {column} of HSVs", ylim=(0, None))
     ax.legend(fontsize=7)
-    return fig
-
-
-def width_sweep(bench: pd.DataFrame) -> plt.Figure:
-    """Training-step time against width H at N = 64 (sMNIST shapes), per recurrence and hardware."""
-    sweep = bench[bench.kind == "width_sweep"]
-    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
-    for (hardware, recurrence), group in sweep.groupby(["hardware", "recurrence"]):
-        group = group.sort_values("width")
-        ax.plot(group.width, group.median_ms, "o-", color=_RECURRENCE_COLOUR[recurrence],
-                label=f"{recurrence}, {hardware}")
-    _size_axis(ax, sweep.width)
-    ax.set(yscale="log", xlabel="width H (N = 64, batch 50, L = 784)", ylabel="ms per training step")
-    ax.legend(fontsize=8)
     return fig
