@@ -10,6 +10,7 @@ runs/bench/<hardware>/<name>.json with the hardware, versions and library commit
 import json
 import re
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,9 +21,9 @@ import pandas as pd
 
 from compressm import compression, records
 from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
-from compressm.lru import RECURRENCES
-from compressm.model import LRUClassifier, stream_logits
-from compressm.train import init_state, make_optimizer, train_step
+from compressm.lru import RECURRENCES, choose_recurrence
+from compressm.model import LRUClassifier, state_sizes_of, stream_logits
+from compressm.train import TrainState, accuracy, init_state, make_optimizer, train_step, variables_of
 
 SHAPES = {  # (blocks, width H, sequence length L, input dim, state sizes: full and the paper's compressed)
     "smnist": (1, 8, 784, 1, (256, 47, 28, 13)),
@@ -42,6 +43,22 @@ def time_call(fn, *, warmup: int = 2, repeats: int = 5) -> dict:
         fn()
         times.append(time.perf_counter() - start)
     return {"median_s": float(np.median(times)), "min_s": float(np.min(times)), "times_s": times}
+
+
+@contextmanager
+def compiles():
+    """Every XLA compilation inside the `with` block, collected as (function name, seconds) in the yielded list."""
+    found = []
+
+    def listen(event: str, seconds: float, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            found.append((kwargs.get("fun_name", "?"), seconds))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield found
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
 
 
 def _model(dataset: str, state_size: int, recurrence: str, width: int | None = None) -> tuple[LRUClassifier, tuple]:
@@ -96,11 +113,9 @@ def bench_reduction(dataset: str, repeats: int, precision: str = "float64") -> d
                              precision=precision)
 
     def reduce():
-        hsvs = compression.snapshot_hsv(params, 1, config)
-        new_params, new_opt, events = compression.compress(params, opt_state, optimizer, config, hsvs, 1,
-                                                           jax.random.PRNGKey(0))
-        jax.block_until_ready((new_params, new_opt))
-        return events
+        result = compression.compress(params, opt_state, optimizer, config, 1, jax.random.PRNGKey(0))
+        jax.block_until_ready((result.params, result.opt_state))
+        return result.events
 
     start = time.perf_counter()
     events = reduce()
@@ -108,6 +123,50 @@ def bench_reduction(dataset: str, repeats: int, precision: str = "float64") -> d
     timing = time_call(reduce, warmup=0, repeats=repeats)
     return {**timing, "first_call_s": first_s, "blocks": blocks, "state_size": sizes[0], "width": width,
             "new_sizes": [e.new_size for e in events], "precision": config.precision}
+
+
+def bench_recompile(dataset: str, repeats: int) -> dict:
+    """What compiles after one reduction of the paper's model (tau 0.10 at initialisation), and for how long.
+
+    Everything is first run at the initial size. Then, per phase after the reduction: the reduction itself (one
+    balancing program per new state size), the first training step (one program for the whole model), the
+    first evaluation and the next HSV snapshot (one program per new size). Finally the same reduction, step and
+    evaluation again, at sizes already seen: nothing should compile. median_s is the total compile time.
+    """
+    blocks, width, length, input_dim, sizes = SHAPES[dataset]
+    recurrence = choose_recurrence(jax.default_backend(), width, BATCH)
+    model, _ = _model(dataset, sizes[0], recurrence)
+    x, y = _batch(length, input_dim)
+    optimizer, key = make_optimizer(OptimConfig(), 1000), jax.random.PRNGKey(0)
+    config = ReductionConfig(mode="tolerance", tau=0.10, first_step=1, every_steps=1, last_step=1)
+    state = init_state(model, optimizer, x, key)
+
+    def use(model, state):  # one training step, one evaluation and one HSV snapshot at the model's sizes
+        jax.block_until_ready(train_step(model, optimizer, state, x, y, key))
+        accuracy(model, variables_of(state), x, y, BATCH)
+
+    use(model, state)
+    compression.snapshot_hsv(state.params, 0, config)
+    with compiles() as reduction_compiles:
+        reduced = compression.compress(state.params, state.opt_state, optimizer, config, 1, key)
+    new_state = TrainState(reduced.params, state.batch_stats, reduced.opt_state)
+    new_model = LRUClassifier(state_sizes_of(reduced.params), input_dim, 10, model.config)
+    with compiles() as step_compiles:
+        jax.block_until_ready(train_step(new_model, optimizer, new_state, x, y, key))
+    with compiles() as eval_compiles:
+        accuracy(new_model, variables_of(new_state), x, y, BATCH)
+    with compiles() as snapshot_compiles:
+        compression.snapshot_hsv(reduced.params, 2, config)
+    with compiles() as seen_compiles:
+        compression.compress(state.params, state.opt_state, optimizer, config, 1, key)
+        use(new_model, new_state)
+    phases = {"reduction": reduction_compiles, "train_step": step_compiles, "evaluation": eval_compiles,
+              "hsv_snapshot": snapshot_compiles}
+    found = [{"phase": phase, "function": name, "seconds": seconds}
+             for phase, items in phases.items() for name, seconds in items]
+    return {"median_s": sum(c["seconds"] for c in found), "compiles": found,
+            "compiles_at_seen_sizes": len(seen_compiles), "recurrence": recurrence, "state_size": sizes[0],
+            "new_sizes": list(new_model.state_sizes), "blocks": blocks, "width": width, "batch": BATCH}
 
 
 def _benchmarks(backend: str):
@@ -124,6 +183,7 @@ def _benchmarks(backend: str):
             yield f"streaming/{dataset}/N{n}", lambda r, d=dataset, n=n: bench_streaming(d, n, r)
         yield f"reduction/{dataset}", lambda r, d=dataset: bench_reduction(d, r)
         yield f"reduction/{dataset}/float32", lambda r, d=dataset: bench_reduction(d, r, "float32")
+        yield f"recompile/{dataset}", lambda r, d=dataset: bench_recompile(d, r)
     for width in WIDTH_SWEEP:  # where the FFT convolution stops paying: the rule of lru.choose_recurrence
         for recurrence in ("scan", "associative", "conv"):
             yield f"width_sweep/smnist/{recurrence}/H{width}", lambda r, c=recurrence, h=width: \
@@ -153,17 +213,36 @@ def run_benchmarks(only=None, out_dir=None, repeats: int = 5) -> list[dict]:
     return results
 
 
+def _bench_records(root: Path | str | None = None) -> list[dict]:
+    """Every benchmark record (parsed JSON) under root, default runs/bench, in path order."""
+    from compressm.experiment import runs_root
+
+    return [json.loads(path.read_text()) for path in sorted(Path(root or runs_root() / "bench").glob("*/*.json"))]
+
+
+def load_compiles(root: Path | str | None = None) -> pd.DataFrame:
+    """The `recompile` records as one row per compilation after a reduction, plus the count at seen sizes.
+
+    Columns: hardware, dataset, recurrence, state sizes (before -> after), phase, function, seconds,
+    compiles_at_seen_sizes.
+    """
+    rows = [{"hardware": r["environment"]["hardware"], "dataset": r["name"].split("/")[1],
+             "recurrence": r["recurrence"], "sizes": f"{r['state_size']} -> {'/'.join(map(str, r['new_sizes']))}",
+             "phase": c["phase"], "function": c["function"].removeprefix("jit(").removesuffix(")"),
+             "seconds": c["seconds"], "compiles_at_seen_sizes": r["compiles_at_seen_sizes"]}
+            for r in _bench_records(root) if r["name"].startswith("recompile/") for c in r["compiles"]]
+    columns = ["hardware", "dataset", "recurrence", "sizes", "phase", "function", "seconds", "compiles_at_seen_sizes"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def load_bench(root: Path | str | None = None) -> pd.DataFrame:
     """Every benchmark record under root (default runs/bench) as one row each, for the Speed page.
 
     Columns: name, kind, dataset, recurrence, state_size, width, median_ms, compile_s, steps_per_s,
     first_call_s, precision (reductions), hardware, commit, date.
     """
-    from compressm.experiment import runs_root
-
     rows = []
-    for path in sorted(Path(root or runs_root() / "bench").glob("*/*.json")):
-        r = json.loads(path.read_text())
+    for r in _bench_records(root):
         kind, dataset, *rest = r["name"].split("/")
         rows.append({"name": r["name"], "kind": kind, "dataset": dataset,
                      "recurrence": rest[0] if kind in ("train_step", "width_sweep") else None,

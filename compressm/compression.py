@@ -1,14 +1,15 @@
 """In-training compression: per-block rank policies, balanced truncation of the model, optimizer state.
 
-`compress(params, opt_state, optimizer, config, hsvs, step, key)` is pure: it returns new (smaller) parameters, an
-optimizer state of the new shapes and the list of reduction events. It runs outside the jitted training step,
-at evaluation boundaries; the step recompiles once for the new shapes.
+`compress(params, opt_state, optimizer, config, step, key)` is pure: it returns new (smaller) parameters, an
+optimizer state of the new shapes, the list of reduction events and every block's HSVs. It runs outside the
+jitted training step, at evaluation boundaries; the step recompiles once for the new shapes.
 """
 
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,55 +48,71 @@ def snapshot_steps(hsvs: dict) -> list[int]:
     return sorted({int(key[len("step"):].split("_")[0]) for key in hsvs})
 
 
-def _in_precision(tree, precision: str):
-    dtype = jnp.float64 if precision == "float64" else jnp.float32
-    return jax.tree.map(lambda x: jnp.asarray(x, dtype), tree)
-
-
 def _with_precision(precision: str):
     """Context under which `precision` arrays exist (float64 needs jax's x64 mode)."""
     return jax.enable_x64(precision == "float64")
 
 
-@partial(jax.jit, static_argnames=("system",))
-def _block_hsv(lru_params: dict, system: str) -> jax.Array:
-    lambdas, B, C, _ = lru.system_from(lru_params)
-    return reduction.system_hsv(lambdas, B, C, system)
+def _system_in(lru_params: dict, precision: str):
+    """(lambdas, B, C) of an LRU layer in `precision`; cast inside the caller's jit, so casts never compile alone."""
+    dtype = jnp.float64 if precision == "float64" else jnp.float32
+    lambdas, B, C, _ = lru.system_from(jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), lru_params))
+    return lambdas, B, C
+
+
+@partial(jax.jit, static_argnames=("system", "precision"))
+def _block_hsv(lru_params: dict, system: str, precision: str) -> jax.Array:
+    return reduction.system_hsv(*_system_in(lru_params, precision), system)
 
 
 def block_hsv(lru_params: dict, system: str = "complex", precision: str = "float64") -> np.ndarray:
     """Hankel singular values of one LRU layer, descending: (N,) for 'complex', (2N,) for 'real'."""
     with _with_precision(precision):
-        return np.asarray(_block_hsv(_in_precision(lru_params, precision), system))
+        return np.asarray(_block_hsv(lru_params, system, precision))
 
 
-@partial(jax.jit, static_argnames=("system", "method"))
-def _balanced_system(lru_params, *, system, method):
-    """(A, B, C, Balancing) of one LRU layer: compiled once per state size N."""
-    lambdas, B, C, _ = lru.system_from(lru_params)
-    if system == "real":
-        A, B, C, P, Q = reduction.real_coordinates(lambdas, B, C)
-    else:
-        A, (P, Q) = lambdas, reduction.gramians(lambdas, B, C)
-    return A, B, C, reduction.balancing(P, Q, method)
+class BalancedBlock(NamedTuple):
+    """One LRU layer ready to truncate (host arrays): its HSVs, its system and the balancing transform."""
+
+    hsv: np.ndarray  # (N,), or (2N,) for system='real'; descending
+    A: np.ndarray  # (N,) diagonal, or (2N, 2N) real coordinates for system='real'
+    B: np.ndarray
+    C: np.ndarray
+    balancing: reduction.Balancing
 
 
-def reduce_block(lru_params: dict, rank: int, config: ReductionConfig, key: jax.Array) -> dict:
+@partial(jax.jit, static_argnames=("system", "method", "precision"))
+def _balance(lru_params: dict, system: str, method: str, precision: str):
+    A, B, C, P, Q = reduction.system_gramians(*_system_in(lru_params, precision), system)
+    hsv, bal = reduction.hsv_and_balancing(P, Q, method)
+    return hsv, A, B, C, bal
+
+
+def balance_block(lru_params: dict, config: ReductionConfig) -> BalancedBlock:
+    """HSVs and balancing transform of one LRU layer in one pass (compiled once per state size N)."""
+    with _with_precision(config.precision):
+        hsv, A, B, C, bal = _balance(lru_params, config.system, config.method, config.precision)
+        return BalancedBlock(np.asarray(hsv), np.asarray(A), np.asarray(B), np.asarray(C),
+                             reduction.Balancing(np.asarray(bal.T), np.asarray(bal.Tinv)))
+
+
+def truncate_block(lru_params: dict, balanced: BalancedBlock, rank: int, config: ReductionConfig,
+                   key: jax.Array) -> dict:
     """LRU parameters of one layer truncated to `rank` balanced states (or random modes, see selection).
 
     For system='real', `rank` counts real states; the LRU gets one state per conjugate pair.
     """
-    n = lru_params["nu_log"].shape[0]
     if config.selection == "random":  # the ablation: keep random diagonal modes, no balancing
-        keep = reduction.keep_indices(n, rank, "random", key)
+        keep = reduction.keep_indices(lru_params["nu_log"].shape[0], rank, "random", key)
         return {k: v[..., keep] if k.startswith("C") else (v if k == "D" else v[keep]) for k, v in lru_params.items()}
-    size = 2 * n if config.system == "real" else n
-    keep = jnp.asarray(reduction.keep_indices(size, rank, config.selection))
-    with _with_precision(config.precision):
-        A, B, C, bal = _balanced_system(_in_precision(lru_params, config.precision),
-                                        system=config.system, method=config.method)
-        A_r, B_r, C_r = (np.asarray(M) for M in reduction.truncate(A, B, C, bal, keep))
+    keep = reduction.keep_indices(len(balanced.hsv), rank, config.selection)
+    A_r, B_r, C_r = reduction.truncate(balanced.A, balanced.B, balanced.C, balanced.balancing, keep)
     return reduction.lru_params_from_system(A_r, B_r, C_r, lru_params["D"], real=config.system == "real")
+
+
+def reduce_block(lru_params: dict, rank: int, config: ReductionConfig, key: jax.Array) -> dict:
+    """`truncate_block` of a layer balanced here: one layer reduced to `rank`, whatever its HSVs."""
+    return truncate_block(lru_params, balance_block(lru_params, config), rank, config, key)
 
 
 def planned_rank(hsv: np.ndarray, n: int, config: ReductionConfig) -> int | None:
@@ -120,12 +137,14 @@ def resize_opt_state(opt_state, new_params, optimizer: optax.GradientTransformat
     scale estimates and the step count continues) or zeroed ('reset'). Slicing is only nominally aligned:
     the first r balanced coordinates are a new basis, not the first r old states.
     """
-    fresh = optimizer.init(new_params)
+    fresh = jax.eval_shape(optimizer.init, new_params)  # shapes and dtypes only: nothing is allocated
 
-    def fit(old, new):
+    def fit(old, new):  # on the host: slicing a device array would compile one program per new shape
         if old.shape == new.shape:
             return old
-        return old[tuple(slice(0, n) for n in new.shape)] if policy == "slice" else new
+        if policy == "slice":
+            return jax.device_put(np.asarray(old)[tuple(slice(0, n) for n in new.shape)])
+        return jax.device_put(np.zeros(new.shape, new.dtype))
 
     return jax.tree.map(fit, opt_state, fresh)
 
@@ -156,21 +175,46 @@ def _discarded(hsv: np.ndarray, rank: int, selection: str) -> float:
     return float(hsv.sum() - kept.sum()) if kept is not None else float("nan")
 
 
-def compress(params, opt_state, optimizer, config: ReductionConfig, hsvs: dict, step: int, key: jax.Array):
-    """One reduction attempt on every block: returns (params, opt_state, events); events empty if none passed.
+class BlockAttempt(NamedTuple):
+    """One block at one reduction attempt: its HSVs, and its new rank and LRU parameters (None if not reduced)."""
 
-    `hsvs` is this step's `snapshot_hsv`; blocks are reduced independently, each by its own rank.
+    hsv: np.ndarray
+    rank: int | None
+    lru: dict | None
+
+
+def attempt_block(lru_params: dict, config: ReductionConfig, key: jax.Array) -> BlockAttempt:
+    """HSVs of one layer and, if the policy and gate allow, its truncation: one balancing serves both."""
+    balanced = balance_block(lru_params, config)
+    rank = planned_rank(balanced.hsv, lru_params["nu_log"].shape[0], config)
+    new_lru = None if rank is None else truncate_block(lru_params, balanced, rank, config, key)
+    return BlockAttempt(balanced.hsv, rank, new_lru)
+
+
+class Compression(NamedTuple):
+    """What `compress` returns."""
+
+    params: dict
+    opt_state: Any
+    events: list[ReductionEvent]  # empty if no block was reduced (params and opt_state then unchanged)
+    hsvs: dict[str, np.ndarray]  # every block's HSVs at this step, as `snapshot_hsv` gives them
+
+
+def compress(params, opt_state, optimizer, config: ReductionConfig, step: int, key: jax.Array) -> Compression:
+    """One reduction attempt on every block: HSV snapshot, rank, gate and balanced truncation.
+
+    Blocks are reduced independently (each by its own rank, in parallel threads); the HSVs of the snapshot
+    and the balancing come from the same factorisations of the Gramians.
     """
-    plans = []  # (block, size, hsv, rank) of the blocks the policy reduces
-    for i in range(num_blocks(params)):
-        n, hsv = params[f"blocks_{i}"]["lru"]["nu_log"].shape[0], hsvs[hsv_key(step, i)]
-        rank = planned_rank(hsv, n, config)
-        if rank is not None:
-            plans.append((i, n, hsv, rank))
-    new_lrus = map_blocks(lambda plan: reduce_block(params[f"blocks_{plan[0]}"]["lru"], plan[3], config,
-                                                    jax.random.fold_in(key, plan[0])), plans)
+    blocks = range(num_blocks(params))
+    attempts = map_blocks(lambda i: attempt_block(params[f"blocks_{i}"]["lru"], config,
+                                                  jax.random.fold_in(key, i)), blocks)
+    hsvs = {hsv_key(step, i): attempt.hsv for i, attempt in zip(blocks, attempts)}
     new_params, events = dict(params), []
-    for (i, n, hsv, rank), new_lru in zip(plans, new_lrus):
+    for i, (hsv, rank, new_lru) in zip(blocks, attempts):
+        if new_lru is None:
+            continue
+        n = params[f"blocks_{i}"]["lru"]["nu_log"].shape[0]
         new_params[f"blocks_{i}"] = {**params[f"blocks_{i}"], "lru": new_lru}
         discarded = _discarded(hsv, rank, config.selection)
         events.append(ReductionEvent(
@@ -178,5 +222,5 @@ def compress(params, opt_state, optimizer, config: ReductionConfig, hsvs: dict, 
             discarded_energy=discarded / float(hsv.sum()), error_bound=2.0 * discarded,
         ))
     if not events:
-        return params, opt_state, []
-    return new_params, resize_opt_state(opt_state, new_params, optimizer, config.opt_state), events
+        return Compression(params, opt_state, [], hsvs)
+    return Compression(new_params, resize_opt_state(opt_state, new_params, optimizer, config.opt_state), events, hsvs)

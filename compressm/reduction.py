@@ -52,16 +52,30 @@ def augment_conjugate(lambdas, B, C):
     )
 
 
-def _psd_factor(P: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
-    """(F, V): F = V diag(sqrt(w + eps)) with F F^H = P + eps I, for P = V diag(w) V^H Hermitian PSD (N, N)."""
-    w, V = jnp.linalg.eigh(P)
-    return V * jnp.sqrt(jnp.clip(w + eps, 0.0)), V
+def system_gramians(lambdas, B, C, system: HsvSystem = "complex"):
+    """(A, B, C, P, Q) of the system whose HSVs `system` names.
+
+    'complex': A = lambdas (N,) diagonal with the given B, C and closed-form Gramians (N, N);
+    'real': the real-output system in real coordinates, all real, A (2N, 2N) (see `real_coordinates`).
+    """
+    if system == "real":
+        return real_coordinates(lambdas, B, C)
+    return (lambdas, B, C, *gramians(lambdas, B, C))
 
 
-def _sqrt_psd(P: jax.Array, eps: float) -> jax.Array:
-    """Hermitian square root of P + eps I for Hermitian positive semi-definite P (N, N)."""
-    F, V = _psd_factor(P, eps)
-    return F @ jnp.conj(V).T
+def _eigen_factor(w: jax.Array, V: jax.Array, eps: float) -> jax.Array:
+    """F = V diag(sqrt(w + eps)), so F F^H = P + eps I, from eigh(P) = (w (N,), V (N, N)) of a PSD P."""
+    return V * jnp.sqrt(jnp.clip(w + eps, 0.0))
+
+
+def _psd_factor(P: jax.Array, eps: float = 0.0) -> jax.Array:
+    """Eigenvalue-based square-root factor F (N, N) of P + eps I (Hermitian PSD P), F F^H = P + eps I."""
+    return _eigen_factor(*jnp.linalg.eigh(P), eps)
+
+
+def _hsv_of_factors(Fp: jax.Array, Fq: jax.Array) -> jax.Array:
+    """Singular values of Fq^H Fp (N,), descending: the HSVs of (Fp Fp^H, Fq Fq^H)."""
+    return jnp.linalg.svd(jnp.conj(Fq).T @ Fp, compute_uv=False)
 
 
 def hankel_singular_values(P: jax.Array, Q: jax.Array) -> jax.Array:
@@ -71,14 +85,12 @@ def hankel_singular_values(P: jax.Array, Q: jax.Array) -> jax.Array:
     values of Q^1/2 P^1/2. Square-root factors keep the small HSVs accurate relative to sigma_max (the
     product P Q would lose them to rounding, as would eig(P^1/2 Q P^1/2)).
     """
-    return jnp.linalg.svd(jnp.conj(_psd_factor(Q, 0.0)[0]).T @ _psd_factor(P, 0.0)[0], compute_uv=False)
+    return _hsv_of_factors(_psd_factor(P), _psd_factor(Q))
 
 
 def system_hsv(lambdas, B, C, system: HsvSystem = "complex") -> jax.Array:
     """HSVs (N,) of the diagonal system (complex) or 2N HSVs of its real-output system (real), descending."""
-    if system == "real":
-        lambdas, B, C = augment_conjugate(lambdas, B, C)
-    return hankel_singular_values(*gramians(lambdas, B, C))
+    return hankel_singular_values(*system_gramians(lambdas, B, C, system)[3:])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -113,31 +125,39 @@ class Balancing(NamedTuple):
     Tinv: jax.Array  # (N, N)
 
 
-def balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) -> Balancing:
-    """The balancing transform of Gramians P, Q (N, N).
+def _square_root_balancing(Fp: jax.Array, Fq: jax.Array) -> Balancing:
+    """T = Fp V S^-1/2 and Tinv = S^-1/2 U^H Fq^H from U S V^H = svd(Fq^H Fp), for Fp Fp^H = P, Fq Fq^H = Q."""
+    U, s, Vh = jnp.linalg.svd(jnp.conj(Fq).T @ Fp)
+    s = jnp.clip(s, jnp.finfo(s.dtype).tiny)
+    return Balancing((Fp @ jnp.conj(Vh).T) * s**-0.5, (s**-0.5)[:, None] * (jnp.conj(U).T @ jnp.conj(Fq).T))
 
-    sqrtm (paper default): P^1/2 = sqrtm(P + eps I), U S U^H = P^1/2 Q P^1/2, T = P^1/2 U S^-1/4, and
-    Tinv = S^-3/4 U^H P^1/2 Q, which equals T^-1 without inverting the ill-conditioned P^1/2.
-    chol (square-root method): Lc = chol(P + eps I), Lo = chol(Q + eps I), U S V^H = svd(Lo^H Lc),
-    T = Lc V S^-1/2, Tinv = S^-1/2 U^H Lo^H.
+
+def hsv_and_balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) -> tuple[jax.Array, Balancing]:
+    """HSVs (N,) of Gramians P, Q (N, N), as `hankel_singular_values`, and the balancing transform of
+    (P + eps I, Q), sharing one eigendecomposition of each Gramian.
+
+    sqrtm (paper default): P^1/2 = sqrtm(P + eps I), U S U^H = P^1/2 Q P^1/2, T = P^1/2 U S^-1/4. Computed in
+    factored form: Fp = V diag(sqrt(w + eps)) = P^1/2 V from eigh(P), and Fq Fq^H = Q. The SVD
+    Fq^H Fp = U' sigma V'^H gives U = V V' and S = sigma^2, so T = Fp V' sigma^-1/2: the same T, without the
+    squared condition number of eigh(P^1/2 Q P^1/2). Tinv = sigma^-1/2 U'^H Fq^H is T^-1 without inverting P^1/2.
+    chol (square-root method): the same formula with Fp = chol(P + eps I), Fq = chol(Q + eps I).
     """
+    w, V = jnp.linalg.eigh(P)
+    Fq = _psd_factor(Q)
+    hsv = _hsv_of_factors(_eigen_factor(w, V, 0.0), Fq)
     if method == "sqrtm":
-        P_half = _sqrt_psd(P, eps)
-        PQ = P_half @ Q
-        s2, U = jnp.linalg.eigh(PQ @ P_half)
-        s2, U = jnp.clip(s2[::-1], jnp.finfo(s2.dtype).tiny), U[:, ::-1]
-        T = (P_half @ U) * s2**-0.25
-        Tinv = (s2**-0.75)[:, None] * (jnp.conj(U).T @ PQ)
-        return Balancing(T, Tinv)
-    if method == "chol":
+        Fp = _eigen_factor(w, V, eps)
+    elif method == "chol":
         eye = jnp.eye(P.shape[0], dtype=P.dtype)
-        Lc = jnp.linalg.cholesky(P + eps * eye)
-        Lo = jnp.linalg.cholesky(Q + eps * eye)
-        U, s, Vh = jnp.linalg.svd(jnp.conj(Lo).T @ Lc)
-        T = (Lc @ jnp.conj(Vh).T) * s**-0.5
-        Tinv = (s**-0.5)[:, None] * (jnp.conj(U).T @ jnp.conj(Lo).T)
-        return Balancing(T, Tinv)
-    raise ValueError(f"unknown balancing method {method!r}; use 'sqrtm' or 'chol'")
+        Fp, Fq = jnp.linalg.cholesky(P + eps * eye), jnp.linalg.cholesky(Q + eps * eye)
+    else:
+        raise ValueError(f"unknown balancing method {method!r}; use 'sqrtm' or 'chol'")
+    return hsv, _square_root_balancing(Fp, Fq)
+
+
+def balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) -> Balancing:
+    """The balancing transform of Gramians P, Q (N, N) (see `hsv_and_balancing` for the two methods)."""
+    return hsv_and_balancing(P, Q, method, eps)[1]
 
 
 def real_coordinates(lambdas, B, C):
@@ -208,7 +228,7 @@ def lru_params_from_system(A_r, B_r, C_r, D, real: bool = False) -> dict:
     phase = np.maximum(np.mod(np.angle(lam), 2 * np.pi), MIN_PHASE)
     gamma = np.sqrt(-np.expm1(-2.0 * decay))  # sqrt(1 - |lambda'|^2)
     B_lru = Bd / gamma[:, None]
-    as_param = lambda x: jnp.asarray(x, dtype=dtype)
+    as_param = lambda x: jax.device_put(np.asarray(x, dtype))  # host cast and copy: nothing compiles per shape
     return {
         "nu_log": as_param(np.log(decay)),
         "theta_log": as_param(np.log(phase)),
@@ -239,12 +259,9 @@ def truncation_errors(lambdas, B, C, system: HsvSystem = "complex", method: Meth
 
     Returns {'rank', 'hinf_error', 'bound'}, each (n - 1,).
     """
-    if system == "real":
-        A, B, C, P, Q = real_coordinates(lambdas, B, C)
-    else:
-        A, (P, Q) = lambdas, gramians(lambdas, B, C)
-    hsv = np.asarray(hankel_singular_values(P, Q))
-    bal = Balancing(*(np.asarray(M) for M in balancing(P, Q, method)))
+    A, B, C, P, Q = system_gramians(lambdas, B, C, system)
+    hsv, bal = hsv_and_balancing(P, Q, method)
+    hsv, bal = np.asarray(hsv), Balancing(*(np.asarray(M) for M in bal))
     A, B, C = (np.asarray(M) for M in (A, B, C))
     z = np.exp(1j * np.linspace(-np.pi, np.pi, num_freq))
     G = frequency_response(A, B, C, z)

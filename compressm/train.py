@@ -211,23 +211,25 @@ def _check_finite(losses: list, first_step: int) -> None:
 
 
 def _attempt_reduction(config: RunConfig, dataset: Dataset, optimizer, model, state: TrainState, val: float,
-                       checkpoint, hsvs: dict, step: int, key: jax.Array):
-    """One scheduled reduction attempt: returns (model, state, checkpoint, events, rolled_back).
+                       checkpoint, step: int, key: jax.Array):
+    """One scheduled reduction attempt: returns (model, state, checkpoint, events, rolled_back, hsvs).
 
     Pragmatic mode first rolls back to the model before its last reduction (and ends the attempts) if
     validation accuracy fell by more than rollback_tolerance since then; otherwise it keeps a checkpoint.
+    `hsvs` is this step's HSV snapshot of the model as it was before the attempt.
     """
     red = config.reduction
     if red.mode == "pragmatic" and checkpoint and val < checkpoint[2] - red.rollback_tolerance:
+        hsvs = compression.snapshot_hsv(state.params, step, red)
         model, state, _ = checkpoint
-        return model, state, None, [], True
+        return model, state, None, [], True, hsvs
     if red.mode == "pragmatic":
         checkpoint = (model, state, val)
-    params, opt_state, events = compression.compress(state.params, state.opt_state, optimizer, red, hsvs, step, key)
+    params, opt_state, events, hsvs = compression.compress(state.params, state.opt_state, optimizer, red, step, key)
     if events:
         state = TrainState(params, state.batch_stats, opt_state)
         model = build_model(config, dataset, state_sizes_of(params))
-    return model, state, checkpoint, events, False
+    return model, state, checkpoint, events, False, hsvs
 
 
 def _window_summary(window: list, first_step: int, batch_size: int) -> tuple[float, float]:
@@ -278,14 +280,17 @@ def train(config: RunConfig, seed: int, dataset: Dataset, *, out_dir: Path | str
             window = []
             tick = timer.add("train", tick)
             val = validate()
-            hsvs.update(compression.snapshot_hsv(state.params, step, red))
             row = {"step": step, "train_loss": train_loss, "train_acc": train_acc, "val_acc": val}
             tick = timer.add("eval", tick)
             changed = False
-            if step in attempts:
-                model, state, checkpoint, reduced, rolled_back = _attempt_reduction(
-                    config, dataset, optimizer, model, state, val, checkpoint, hsvs, step,
+            if step not in attempts:
+                hsvs.update(compression.snapshot_hsv(state.params, step, red))
+                tick = timer.add("eval", tick)
+            else:  # the attempt takes this step's HSV snapshot itself, from the Gramians it balances
+                model, state, checkpoint, reduced, rolled_back, snapshot = _attempt_reduction(
+                    config, dataset, optimizer, model, state, val, checkpoint, step,
                     jax.random.fold_in(keys["reduction"], step))
+                hsvs.update(snapshot)
                 events += [e.to_dict() for e in reduced]
                 if rolled_back:
                     rollbacks.append({"step": step, "val_acc": val})

@@ -9,6 +9,7 @@ import pytest
 from conftest import MODEL_RTOL
 
 from compressm import compression
+from compressm.bench import compiles
 from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
 from compressm.model import LRUClassifier, state_sizes_of, stream_logits
 from compressm.train import make_optimizer
@@ -71,9 +72,8 @@ def test_compression_shrinks_params_and_optimizer_state_together(variables):
     opt_state = jax.tree.map(lambda a: jnp.broadcast_to(jnp.arange(a.shape[0], dtype=a.dtype) + 1,
                                                         a.shape[::-1]).T if a.ndim == 1 else a, opt_state)
     config = reduction_config(mode="tolerance", tau=0.05)
-    hsvs = compression.snapshot_hsv(v["params"], 1, config)
-    params, new_opt, events = compression.compress(v["params"], opt_state, optimizer, config, hsvs, 1,
-                                                   jax.random.PRNGKey(0))
+    params, new_opt, events, _ = compression.compress(v["params"], opt_state, optimizer, config, 1,
+                                                      jax.random.PRNGKey(0))
     sizes = state_sizes_of(params)
     assert events and all(e.new_size < e.old_size for e in events)
     assert sizes == tuple(e.new_size for e in events) or len(events) < 2
@@ -107,9 +107,8 @@ def test_small_tau_compression_keeps_the_model_output(variables):
     v, x = variables
     config = reduction_config(mode="tolerance", tau=0.05, gate=1.0)
     optimizer = make_optimizer(OptimConfig(), 10)
-    hsvs = compression.snapshot_hsv(v["params"], 1, config)
-    params, _, events = compression.compress(v["params"], optimizer.init(v["params"]), optimizer, config, hsvs, 1,
-                                             jax.random.PRNGKey(0))
+    params, _, events, _ = compression.compress(v["params"], optimizer.init(v["params"]), optimizer, config, 1,
+                                                jax.random.PRNGKey(0))
     assert events
     before = make_model().apply(v, x, train=False)
     after = make_model(state_sizes_of(params)).apply({**v, "params": params}, x, train=False)
@@ -117,21 +116,38 @@ def test_small_tau_compression_keeps_the_model_output(variables):
 
 
 def test_blocks_reduced_in_parallel_threads_equal_the_serial_reduction(variables):
-    """compress() reduces blocks in worker threads (float64 inside each): the same arrays as one block at a time."""
+    """compress() reduces blocks in worker threads (float64 inside each): the same arrays as one block at a time,
+    and its HSVs, taken from the Gramians it balances, are the snapshot's."""
     v, _ = variables
     config = reduction_config(mode="fixed", fraction=0.25)
     optimizer = make_optimizer(OptimConfig(), 10)
-    hsvs = compression.snapshot_hsv(v["params"], 1, config)
-    for i in range(2):
-        np.testing.assert_array_equal(hsvs[compression.hsv_key(1, i)],
-                                      compression.block_hsv(v["params"][f"blocks_{i}"]["lru"]))
-    params, _, events = compression.compress(v["params"], optimizer.init(v["params"]), optimizer, config, hsvs, 1,
-                                             jax.random.PRNGKey(0))
+    params, _, events, hsvs = compression.compress(v["params"], optimizer.init(v["params"]), optimizer, config, 1,
+                                                   jax.random.PRNGKey(0))
     assert [e.new_size for e in events] == [18, 12]
     for i, event in enumerate(events):
-        serial = compression.reduce_block(v["params"][f"blocks_{i}"]["lru"], event.new_size, config,
+        lru_params = v["params"][f"blocks_{i}"]["lru"]
+        np.testing.assert_allclose(hsvs[compression.hsv_key(1, i)], compression.block_hsv(lru_params), rtol=1e-12)
+        serial = compression.reduce_block(lru_params, event.new_size, config,
                                           jax.random.fold_in(jax.random.PRNGKey(0), i))
         jax.tree.map(np.testing.assert_array_equal, params[f"blocks_{i}"]["lru"], serial)
+
+
+def test_only_changed_state_sizes_recompile(variables):
+    """A reduction compiles one balancing program per state size it has not seen; the same sizes again compile
+    nothing, and a block that kept its size reuses its program."""
+    v, _ = variables
+    config = reduction_config(mode="fixed", fraction=0.25)
+    optimizer = make_optimizer(OptimConfig(), 10)
+    opt_state, key = optimizer.init(v["params"]), jax.random.PRNGKey(0)
+    reduced = compression.compress(v["params"], opt_state, optimizer, config, 1, key)  # sizes 24, 16 -> 18, 12
+    with compiles() as again:
+        compression.compress(v["params"], opt_state, optimizer, config, 1, key)
+    assert again == []
+    mixed = {**v["params"], "blocks_0": reduced.params["blocks_0"]}  # block 0 now 18, block 1 still 16
+    mixed_opt_state = optimizer.init(mixed)
+    with compiles() as found:
+        compression.compress(mixed, mixed_opt_state, optimizer, config, 2, key)
+    assert [name for name, _ in found] == ["jit(_balance)"]  # for N = 18 only
 
 
 def test_gate_blocks_small_reductions():

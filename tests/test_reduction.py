@@ -118,6 +118,31 @@ def test_truncation_error_within_twice_the_discarded_hsvs_for_every_rank(n, h, s
         assert np.abs(np.linalg.eigvals(A_r)).max() < 1  # balanced truncation keeps stability
 
 
+def paper_sqrtm_balancing(P, Q, eps=reduction.GRAMIAN_EPS):
+    """The paper's formula, literally: P^1/2 = sqrtm(P + eps I), U, S = svd(P^1/2 Q P^1/2), T = P^1/2 U S^-1/4."""
+    P_half = scipy.linalg.sqrtm(P + eps * np.eye(len(P)))
+    U, S, _ = np.linalg.svd(P_half @ Q @ P_half)
+    T = P_half @ U * S**-0.25
+    return T, np.linalg.inv(T)
+
+
+@pytest.mark.parametrize("n,h", SIZES)
+def test_factored_sqrtm_balancing_is_the_papers_formula(n, h):
+    """hsv_and_balancing's factored 'sqrtm' gives the paper's truncated systems (balanced coordinates are unique
+    up to a unitary phase per state, so compare transfer functions) for every rank."""
+    lambdas, B, C = random_system(60 + n, n, h)
+    P, Q = (np.asarray(M) for M in reduction.gramians(*(jnp.asarray(x) for x in (lambdas, B, C))))
+    hsv, bal = reduction.hsv_and_balancing(jnp.asarray(P), jnp.asarray(Q), "sqrtm")
+    np.testing.assert_allclose(hsv, reduction.hankel_singular_values(P, Q), rtol=1e-12)
+    paper = reduction.Balancing(*paper_sqrtm_balancing(P, Q))
+    ours = reduction.Balancing(*(np.asarray(M) for M in bal))
+    np.testing.assert_allclose(ours.Tinv @ ours.T, np.eye(n), atol=1e-8)
+    for rank in range(1, n + 1):
+        G = response(*reduction.truncate(lambdas, B, C, ours, np.arange(rank)), Z[::10])
+        G_paper = response(*reduction.truncate(lambdas, B, C, paper, np.arange(rank)), Z[::10])
+        assert hinf(G - G_paper) <= 1e-7 * hinf(G_paper), rank
+
+
 @pytest.mark.parametrize("n,h", SIZES)
 def test_paper_complex_hsvs_also_bound_the_real_output_error(n, h):
     """||Re-output error|| <= ||complex error|| <= 2 sum(discarded complex HSVs): the paper's bound holds for y."""
