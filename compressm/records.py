@@ -72,14 +72,17 @@ def _plain(value):
 
 
 def _git_commit() -> str:
-    """The library's commit (+dirty if compressm/ has changes), else $COMPRESSM_COMMIT (copies without .git)."""
+    """$COMPRESSM_COMMIT if set (copies without this tree's .git), else the library's commit (+dirty if compressm/
+    has changes), else 'unknown'."""
+    if os.environ.get("COMPRESSM_COMMIT"):
+        return os.environ["COMPRESSM_COMMIT"]
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "compressm"], cwd=root, capture_output=True,
                                text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("COMPRESSM_COMMIT", "unknown")
+        return "unknown"
     return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 

@@ -70,7 +70,8 @@ def test_streaming_step_matches_scan():
     for u_t in u:
         x, y_t = lru.lru_step(*system, x, u_t)
         ys.append(y_t)
-    np.testing.assert_allclose(jnp.stack(ys), lru.apply_scan(*system, u), rtol=1e-5, atol=1e-5)
+    tol = 1e-5 if ON_CPU else MODEL_RTOL  # on a GPU the products run in TF32 by default
+    np.testing.assert_allclose(jnp.stack(ys), lru.apply_scan(*system, u), rtol=tol, atol=tol)
 
 
 def test_kernel_is_the_impulse_response():
@@ -98,4 +99,5 @@ def test_initialisation_follows_the_paper():
 def test_choose_recurrence_rule():
     assert lru.choose_recurrence("cpu", width=8, batch=50) == "conv"  # sMNIST
     assert lru.choose_recurrence("cpu", width=512, batch=50) == "scan"  # sCIFAR
-    assert lru.choose_recurrence("gpu", width=512, batch=50) in lru.RECURRENCES
+    assert lru.choose_recurrence("gpu", width=8, batch=50) == "associative"
+    assert lru.choose_recurrence("gpu", width=512, batch=50) == "associative"
