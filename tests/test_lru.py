@@ -80,8 +80,9 @@ def test_kernel_is_the_impulse_response():
     u = jnp.zeros((20, 3)).at[0, 1].set(1.0)  # impulse on channel 1
     y = lru.apply_scan(lambdas, B, C, D, u)
     K = lru.lru_kernel(lambdas, B, C, 20)
-    np.testing.assert_allclose(y[1:, :], K[1:, :, 1], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(y[0], K[0, :, 1] + D * u[0], rtol=1e-5, atol=1e-6)
+    tol = 1e-5 if ON_CPU else MODEL_RTOL  # the scan's products run in TF32 on a GPU by default
+    np.testing.assert_allclose(y[1:, :], K[1:, :, 1], rtol=tol, atol=tol / 10)
+    np.testing.assert_allclose(y[0], K[0, :, 1] + D * u[0], rtol=tol, atol=tol / 10)
 
 
 def test_initialisation_follows_the_paper():
