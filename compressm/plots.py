@@ -143,11 +143,12 @@ def smallest_energy_share(hsvs: dict, fractions=(0.5, 0.75, 0.9), block: int = 0
 _RECURRENCE_COLOUR = {"scan": "C0", "associative": "C1", "conv": "C2"}
 
 
-def _lines_by(ax, frame: pd.DataFrame, by: list[str], x: str, y: str, label, colour=None) -> None:
-    """One 'o-' line per group of `frame` over the columns `by`, sorted by x; label(key) and colour(key) name it."""
+def _lines_by(ax, frame: pd.DataFrame, by: list[str], x: str, y: str, label, colour=None, fmt=None) -> None:
+    """One line per group of `frame` over the columns `by`, sorted by x; label(key), colour(key) and fmt(key)
+    (default 'o-') style it."""
     for key, group in frame.groupby(by):
         group = group.sort_values(x)
-        ax.plot(group[x], group[y], "o-", label=label(key), color=colour(key) if colour else None)
+        ax.plot(group[x], group[y], fmt(key) if fmt else "o-", label=label(key), color=colour(key) if colour else None)
 
 
 def _size_axis(ax, sizes) -> None:
@@ -191,10 +192,10 @@ def width_sweep(bench: pd.DataFrame) -> plt.Figure:
     sweep = bench[bench.kind == "width_sweep"]
     fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
     _lines_by(ax, sweep, ["hardware", "recurrence"], "width", "median_ms", label=lambda key: f"{key[1]}, {key[0]}",
-              colour=lambda key: _RECURRENCE_COLOUR[key[1]])
+              colour=lambda key: _RECURRENCE_COLOUR[key[1]], fmt=lambda key: "o--" if key[0].startswith("cpu") else "o-")
     _size_axis(ax, sweep.width)
     ax.set(yscale="log", xlabel="width H (N = 64, batch 50, L = 784)", ylabel="ms per training step")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
