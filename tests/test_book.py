@@ -3,22 +3,22 @@ page checked in a real browser (headless Chromium): a row per configuration with
 """
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from conftest import SHARED_DATA, needs_mnist
+
 from compressm import records
 from compressm.experiment import build_book, reproduce
 from compressm.paper import table_configs
 
-SHARED_DATA = Path(os.environ.get("COMPRESSM_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason=f"no MNIST in {SHARED_DATA}"),
+    needs_mnist,
 ]
 
 

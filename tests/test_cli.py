@@ -2,7 +2,6 @@
 a diverging run is exit status 1 with a failed record, and `train` / `configs` print what they promise."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,11 +12,11 @@ import pytest
 from compressm import records
 from compressm.cli import main
 from compressm.configs import PROFILES, config_names
+from conftest import SHARED_DATA
 from fakes import write_fake_mnist
 from test_records import TRAIN_CONFIG, TRAIN_SEED, trained_run
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("COMPRESSM_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)
@@ -100,9 +99,9 @@ def test_unwritable_output_folder(capsys, tmp_path, fake_data):
 
 @pytest.mark.parametrize("data", ["fake", "real"])
 def test_batch_larger_than_the_data(capsys, tmp_path, fake_data, data):
-    if data == "real" and not (REAL_DATA / "MNIST" / "raw").is_dir():
-        pytest.skip(f"real MNIST not found under {REAL_DATA / 'MNIST' / 'raw'}")
-    data_dir = fake_data if data == "fake" else REAL_DATA
+    if data == "real" and not (SHARED_DATA / "MNIST" / "raw").is_dir():
+        pytest.skip(f"real MNIST not found under {SHARED_DATA / 'MNIST' / 'raw'}")
+    data_dir = fake_data if data == "fake" else SHARED_DATA
     status, out, err = run(capsys, "train", "smnist_tau0.02", "--seed", "0", "--profile", "smoke",
                            "--set", "batch_size=100000", "--out", str(tmp_path / "run"),
                            "--data-dir", str(data_dir), "--no-progress")

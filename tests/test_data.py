@@ -13,13 +13,11 @@ import pytest
 
 from compressm.data import CIFAR_MEAN, CIFAR_STD, DATASETS, download, load_dataset, resolve_data_dir
 from compressm.errors import ConfigError, DataError
+from conftest import SHARED_DATA, needs_mnist
 from fakes import write_cifar_batch, write_fake_cifar10, write_fake_mnist
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST_RAW = SHARED_DATA / "MNIST" / "raw"
-needs_mnist = pytest.mark.skipif(not (MNIST_RAW / "t10k-labels-idx1-ubyte").is_file(),
-                                 reason=f"real MNIST not found under {MNIST_RAW}")
 
 
 def _row_counts(x: np.ndarray) -> collections.Counter:

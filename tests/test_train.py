@@ -3,9 +3,9 @@
 import os
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, needs_mnist
 from fakes import write_fake_cifar10
 
 from compressm import records
@@ -14,8 +14,6 @@ from compressm.data import load_dataset
 from compressm.experiment import run_experiment
 from compressm.train import make_schedule, run_keys, train
 
-SHARED_DATA = Path(os.environ.get("COMPRESSM_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason=f"no MNIST in {SHARED_DATA}")
 
 
 @needs_mnist
