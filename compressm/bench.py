@@ -68,6 +68,11 @@ def _model(dataset: str, state_size: int, recurrence: str, width: int | None = N
     return LRUClassifier((state_size,) * blocks, input_dim, 10, config), (length, input_dim)
 
 
+def _reduction_config(precision: str = "float64") -> ReductionConfig:
+    """The benchmarks' reduction: tolerance tau 0.10, one attempt at step 1."""
+    return ReductionConfig(mode="tolerance", tau=0.10, first_step=1, every_steps=1, last_step=1, precision=precision)
+
+
 def _batch(length, input_dim, batch=BATCH, seed=0):
     rng = np.random.default_rng(seed)
     return rng.random((batch, length, input_dim), np.float32), rng.integers(0, 10, batch).astype(np.int32)
@@ -109,8 +114,7 @@ def bench_reduction(dataset: str, repeats: int, precision: str = "float64") -> d
     variables = model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, 8, input_dim)), train=False)
     params, optimizer = variables["params"], make_optimizer(OptimConfig(), 1000)
     opt_state = optimizer.init(params)
-    config = ReductionConfig(mode="tolerance", tau=0.10, first_step=1, every_steps=1, last_step=1,
-                             precision=precision)
+    config = _reduction_config(precision)
 
     def reduce():
         result = compression.compress(params, opt_state, optimizer, config, 1, jax.random.PRNGKey(0))
@@ -139,7 +143,7 @@ def bench_recompile(dataset: str, repeats: int) -> dict:
     model, _ = _model(dataset, sizes[0], recurrence)
     x, y = _batch(length, input_dim)
     optimizer, key = make_optimizer(OptimConfig(), 1000), jax.random.PRNGKey(0)
-    config = ReductionConfig(mode="tolerance", tau=0.10, first_step=1, every_steps=1, last_step=1)
+    config = _reduction_config()
     state = init_state(model, optimizer, x, key)
     jax.block_until_ready(train_step(model, optimizer, state, x, y, key))
     accuracy(model, variables_of(state), x, y, BATCH)

@@ -192,7 +192,8 @@ def width_sweep(bench: pd.DataFrame) -> plt.Figure:
     sweep = bench[bench.kind == "width_sweep"]
     fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
     _lines_by(ax, sweep, ["hardware", "recurrence"], "width", "median_ms", label=lambda key: f"{key[1]}, {key[0]}",
-              colour=lambda key: _RECURRENCE_COLOUR[key[1]], fmt=lambda key: "o--" if key[0].startswith("cpu") else "o-")
+              colour=lambda key: _RECURRENCE_COLOUR[key[1]],
+              fmt=lambda key: "o--" if key[0].startswith("cpu") else "o-")  # CPU dashed, GPU solid
     _size_axis(ax, sweep.width)
     ax.set(yscale="log", xlabel="width H (N = 64, batch 50, L = 784)", ylabel="ms per training step")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))

@@ -281,12 +281,11 @@ def train(config: RunConfig, seed: int, dataset: Dataset, *, out_dir: Path | str
             tick = timer.add("train", tick)
             val = validate()
             row = {"step": step, "train_loss": train_loss, "train_acc": train_acc, "val_acc": val}
+            if step not in attempts:  # an attempt takes this step's HSV snapshot itself, from the Gramians it balances
+                hsvs.update(compression.snapshot_hsv(state.params, step, red))
             tick = timer.add("eval", tick)
             changed = False
-            if step not in attempts:
-                hsvs.update(compression.snapshot_hsv(state.params, step, red))
-                tick = timer.add("eval", tick)
-            else:  # the attempt takes this step's HSV snapshot itself, from the Gramians it balances
+            if step in attempts:
                 model, state, checkpoint, reduced, rolled_back, snapshot = _attempt_reduction(
                     config, dataset, optimizer, model, state, val, checkpoint, step,
                     jax.random.fold_in(keys["reduction"], step))

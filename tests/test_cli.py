@@ -12,7 +12,7 @@ import pytest
 from compressm import records
 from compressm.cli import main
 from compressm.configs import PROFILES, config_names
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, needs_mnist
 from fakes import write_fake_mnist
 from test_records import TRAIN_CONFIG, TRAIN_SEED, trained_run
 
@@ -97,10 +97,8 @@ def test_unwritable_output_folder(capsys, tmp_path, fake_data):
     assert blocker.is_file()
 
 
-@pytest.mark.parametrize("data", ["fake", "real"])
+@pytest.mark.parametrize("data", ["fake", pytest.param("real", marks=needs_mnist)])
 def test_batch_larger_than_the_data(capsys, tmp_path, fake_data, data):
-    if data == "real" and not (SHARED_DATA / "MNIST" / "raw").is_dir():
-        pytest.skip(f"real MNIST not found under {SHARED_DATA / 'MNIST' / 'raw'}")
     data_dir = fake_data if data == "fake" else SHARED_DATA
     status, out, err = run(capsys, "train", "smnist_tau0.02", "--seed", "0", "--profile", "smoke",
                            "--set", "batch_size=100000", "--out", str(tmp_path / "run"),
