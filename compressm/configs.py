@@ -260,7 +260,7 @@ PROFILES = {
         "cpu",
         f"sMNIST on a 2-core CPU: the paper's recipe with {CPU_STEPS_SMNIST} of its 200k steps (5 %), chosen so"
         " that the 21 runs of Table 2 (7 configs x 3 seeds) take about two hours with the convolution"
-        " recurrence (measured: 1.7 h elapsed); 40 evaluations and 40 reduction attempts, as in the paper",
+        " recurrence; 40 evaluations and 40 reduction attempts, as in the paper",
         steps={"smnist": CPU_STEPS_SMNIST},
     ),
     "smoke": Profile(
