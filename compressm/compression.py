@@ -61,14 +61,20 @@ def _system_in(lru_params: dict, precision: str):
 
 
 @partial(jax.jit, static_argnames=("system", "precision"))
-def _block_hsv(lru_params: dict, system: str, precision: str) -> jax.Array:
-    return reduction.system_hsv(*_system_in(lru_params, precision), system)
+def _block_hsv(lru_params: dict, system: str, precision: str) -> tuple[jax.Array, jax.Array]:
+    diagonal = _system_in(lru_params, precision)
+    return reduction.system_hsv(*diagonal, system), reduction.system_defects(*diagonal)
 
 
 def block_hsv(lru_params: dict, system: str = "complex", precision: str = "float64") -> np.ndarray:
-    """Hankel singular values of one LRU layer, descending: (N,) for 'complex', (2N,) for 'real'."""
+    """Hankel singular values of one LRU layer, descending: (N,) for 'complex', (2N,) for 'real'.
+
+    Raises reduction.InvalidSystem for a layer that has none (see `reduction.system_defects`).
+    """
     with _with_precision(precision):
-        return np.asarray(_block_hsv(lru_params, system, precision))
+        hsv, defects = _block_hsv(lru_params, system, precision)
+        reduction.refuse_defects(defects)
+        return np.asarray(hsv)
 
 
 class BalancedBlock(NamedTuple):
@@ -83,15 +89,20 @@ class BalancedBlock(NamedTuple):
 
 @partial(jax.jit, static_argnames=("system", "method", "precision"))
 def _balance(lru_params: dict, system: str, method: str, precision: str):
-    A, B, C, P, Q = reduction.system_gramians(*_system_in(lru_params, precision), system)
+    diagonal = _system_in(lru_params, precision)
+    A, B, C, P, Q = reduction.system_gramians(*diagonal, system)
     hsv, bal = reduction.hsv_and_balancing(P, Q, method)
-    return hsv, A, B, C, bal
+    return hsv, A, B, C, bal, reduction.system_defects(*diagonal)
 
 
 def balance_block(lru_params: dict, config: ReductionConfig) -> BalancedBlock:
-    """HSVs and balancing transform of one LRU layer in one pass (compiled once per state size N)."""
+    """HSVs and balancing transform of one LRU layer in one pass (compiled once per state size N).
+
+    Raises reduction.InvalidSystem for a layer that cannot be reduced (see `reduction.system_defects`).
+    """
     with _with_precision(config.precision):
-        hsv, A, B, C, bal = _balance(lru_params, config.system, config.method, config.precision)
+        hsv, A, B, C, bal, defects = _balance(lru_params, config.system, config.method, config.precision)
+        reduction.refuse_defects(defects)
         return BalancedBlock(np.asarray(hsv), np.asarray(A), np.asarray(B), np.asarray(C),
                              reduction.Balancing(np.asarray(bal.T), np.asarray(bal.Tinv)))
 

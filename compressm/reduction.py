@@ -28,6 +28,37 @@ MIN_PHASE = 1e-10  # theta floored here (rad) so that theta_log stays finite for
 MIN_DECAY = 1e-9  # -log|lambda| floored here so that nu_log stays finite and |lambda| < 1
 
 
+class InvalidSystem(ValueError):
+    """A system that has no Hankel singular values to truncate by (see `system_defects`)."""
+
+
+DEFECTS = (  # what makes a system unreducible, in the order `system_defects` tests it
+    "lambda has NaN or infinite entries (non-finite parameters)",
+    "B has NaN or infinite entries (non-finite parameters)",
+    "C has NaN or infinite entries (non-finite parameters)",
+    "unstable: some |lambda| >= 1, so the Gramians do not exist",
+    "lambda = 0 has no LRU parameters (nu_log would be infinite)",
+    "B = 0: the system has no input, so every HSV is zero and there is nothing to rank",
+    "C = 0: the system has no output, so every HSV is zero and there is nothing to rank",
+)
+
+
+def system_defects(lambdas: jax.Array, B: jax.Array, C: jax.Array) -> jax.Array:
+    """Which DEFECTS (bool (7,)) the system (lambdas (N,), B (N, H), C (H, N)) has; traceable, so a jitted
+    reduction returns it beside its result and `refuse_defects` checks it on the host."""
+    radius = jnp.abs(lambdas)
+    finite = [jnp.all(jnp.isfinite(M)) for M in (lambdas, B, C)]
+    return jnp.stack([~finite[0], ~finite[1], ~finite[2], jnp.any(radius >= 1), jnp.any(radius == 0),
+                      ~jnp.any(B != 0), ~jnp.any(C != 0)])
+
+
+def refuse_defects(defects) -> None:
+    """Raise InvalidSystem naming the first defect flagged in `defects` (7,), if any."""
+    flagged = np.flatnonzero(np.asarray(defects))
+    if flagged.size:
+        raise InvalidSystem(DEFECTS[flagged[0]])
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Gramians and Hankel singular values
 # ----------------------------------------------------------------------------------------------------------

@@ -263,3 +263,35 @@ def test_float32_rank_equals_float64_rank_at_init(dataset):
 
 def _init_lru(key, n, width):
     return lru.init_params(key, n, width, r_min=0.9, r_max=0.999, max_phase=6.28)
+
+
+# ---------------------------------------------------------------- systems the reduction refuses
+
+def _lru_layer(n: int = 6, h: int = 2) -> dict:
+    return lru.init_params(jax.random.PRNGKey(0), n, h, 0.9, 0.999, 6.28)
+
+
+@pytest.mark.parametrize("name, index, value, fragment", [
+    ("nu_log", 2, np.nan, "lambda has NaN or infinite entries"),
+    ("B_re", (0, 0), np.inf, "B has NaN or infinite entries"),
+    ("C_im", (0, 1), -np.inf, "C has NaN or infinite entries"),
+    ("nu_log", 1, -40.0, r"unstable: some \|lambda\| >= 1"),  # exp(-exp(-40)) rounds to 1
+    ("nu_log", 1, 8.0, "lambda = 0 has no LRU parameters"),  # exp(-exp(8)) underflows to 0
+])
+def test_reduction_refuses_systems_without_hsvs(name, index, value, fragment):
+    params = _lru_layer()
+    bad = {**params, name: params[name].at[index].set(value)}
+    config = compression.ReductionConfig(mode="tolerance", tau=0.1, first_step=1, every_steps=1, last_step=1)
+    for call in (lambda: compression.block_hsv(bad), lambda: compression.balance_block(bad, config),
+                 lambda: reduction.refuse_defects(reduction.system_defects(*lru.system_from(bad)[:3]))):
+        with pytest.raises(reduction.InvalidSystem, match=fragment):
+            call()
+
+
+@pytest.mark.parametrize("zero", ["B", "C"])
+def test_reduction_refuses_a_system_without_input_or_output(zero):
+    params = _lru_layer()
+    params = {**params, **{f"{zero}_{part}": jnp.zeros_like(params[f"{zero}_{part}"]) for part in ("re", "im")}}
+    config = compression.ReductionConfig(mode="tolerance", tau=0.1, first_step=1, every_steps=1, last_step=1)
+    with pytest.raises(reduction.InvalidSystem, match=f"{zero} = 0: the system has no"):
+        compression.balance_block(params, config)
