@@ -21,6 +21,7 @@ import pandas as pd
 
 from compressm import compression, records
 from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
+from compressm.errors import CompressmError
 from compressm.lru import RECURRENCES, choose_recurrence
 from compressm.model import LRUClassifier, state_sizes_of, stream_logits
 from compressm.train import TrainState, accuracy, init_state, make_optimizer, train_step, variables_of
@@ -200,6 +201,11 @@ def run_benchmarks(only=None, out_dir=None, repeats: int = 5) -> list[dict]:
     env = records.environment()
     out_dir = Path(out_dir or Path(__file__).resolve().parents[1] / "runs" / "bench" / hardware_slug(env))
     out_dir.mkdir(parents=True, exist_ok=True)
+    names = [name for name, _ in _benchmarks(env["backend"])]
+    unknown = [prefix for prefix in only or () if not any(name.startswith(prefix) for name in names)]
+    if unknown:
+        raise CompressmError(f"no benchmark named {', '.join(map(repr, unknown))} on {env['backend']}; the names"
+                             f" start with {', '.join(sorted({name.split('/')[0] for name in names}))}")
     results = []
     for name, bench in _benchmarks(env["backend"]):
         if only and not any(name.startswith(prefix) for prefix in only):
@@ -214,9 +220,8 @@ def run_benchmarks(only=None, out_dir=None, repeats: int = 5) -> list[dict]:
 
 def _bench_records(root: Path | str | None = None) -> list[dict]:
     """Every benchmark record (parsed JSON) under root, default runs/bench, in path order."""
-    from compressm.experiment import runs_root
-
-    return [json.loads(path.read_text()) for path in sorted(Path(root or runs_root() / "bench").glob("*/*.json"))]
+    folder = Path(root or records.runs_root() / "bench")
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*/*.json"))]
 
 
 def load_compiles(root: Path | str | None = None) -> pd.DataFrame:

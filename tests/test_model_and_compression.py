@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import MODEL_RTOL
 
-from compressm import compression
+from compressm import compression, records
 from compressm.bench import compiles
 from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
 from compressm.model import LRUClassifier, state_sizes_of, stream_logits
@@ -126,7 +126,7 @@ def test_blocks_reduced_in_parallel_threads_equal_the_serial_reduction(variables
     assert [e.new_size for e in events] == [18, 12]
     for i, event in enumerate(events):
         lru_params = v["params"][f"blocks_{i}"]["lru"]
-        np.testing.assert_allclose(hsvs[compression.hsv_key(1, i)], compression.block_hsv(lru_params), rtol=1e-12)
+        np.testing.assert_allclose(hsvs[records.hsv_key(1, i)], compression.block_hsv(lru_params), rtol=1e-12)
         serial = compression.reduce_block(lru_params, event.new_size, config,
                                           jax.random.fold_in(jax.random.PRNGKey(0), i))
         jax.tree.map(np.testing.assert_array_equal, params[f"blocks_{i}"]["lru"], serial)
