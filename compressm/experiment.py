@@ -112,7 +112,7 @@ def _plan(configs, seeds, profile: str, root: Path, data_dir: Path) -> list[tupl
 
 
 def reproduce(configs, seeds, profile: str, *, root: Path | str | None = None, data_dir: Path | str | None = None,
-              notebook: Path = TRAIN_NOTEBOOK, jobs: int = 1, build: bool = True) -> pd.DataFrame:
+              notebook: Path | str = TRAIN_NOTEBOOK, jobs: int = 1, build: bool = True) -> pd.DataFrame:
     """Execute the training notebook once per (config, seed) into its run folder, then build the book.
 
     Complete runs are skipped; unfinished ones (a checkpoint, or a failed record) are listed and resumed. A
@@ -126,7 +126,7 @@ def reproduce(configs, seeds, profile: str, *, root: Path | str | None = None, d
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
-    root = records.runs_root(root).resolve()
+    root, notebook = records.runs_root(root).resolve(), Path(notebook)
     data_dir = resolve_data_dir(data_dir).resolve()  # notebooks run in book/: relative paths would move
     plan = _plan(list(dict.fromkeys(configs)), list(dict.fromkeys(seeds)), profile, root, data_dir)
     unfinished = [f"{name} seed {seed}" for name, seed, _, before in plan if before in ("unfinished", "failed")]

@@ -33,9 +33,9 @@ class InvalidSystem(ValueError):
 
 
 DEFECTS = (  # what makes a system unreducible, in the order `system_defects` tests it
-    "lambda has NaN or infinite entries (non-finite parameters)",
-    "B has NaN or infinite entries (non-finite parameters)",
-    "C has NaN or infinite entries (non-finite parameters)",
+    "lambda has NaN or infinite entries (non-finite or overflowing parameters)",
+    "B has NaN or infinite entries (non-finite or overflowing parameters)",
+    "C has NaN or infinite entries (non-finite or overflowing parameters)",
     "unstable: some |lambda| >= 1, so the Gramians do not exist",
     "lambda = 0 has no LRU parameters (nu_log would be infinite)",
     "B = 0: the system has no input, so every HSV is zero and there is nothing to rank",
