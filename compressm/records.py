@@ -40,7 +40,6 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS_ENV = "COMPRESSM_RUNS"  # the runs folder the book reads (default: runs/ in the repository)
 SCHEMA_VERSION = 1
 CONFIG, METRICS, CHECKPOINT, LOCK = "config.yaml", "metrics.json", "checkpoint.msgpack", ".lock"
-STATES = ("new", "unfinished", "failed", "complete")  # what `record_state` says of a folder
 
 # Fields added to the config after records were first written, with the value every earlier record used.
 _ADDED_FIELDS = {"model": {"norm": "batch"}}
@@ -145,6 +144,9 @@ def stored_identity(path: Path | str) -> tuple[RunConfig, int] | None:
     if not (path / CONFIG).is_file():
         return None
     values = _read_yaml(path / CONFIG)
+    if "seed" not in values and not (path / METRICS).is_file():
+        raise CompressmError(f"{path / CONFIG} names no seed and the folder holds no record (an older library's"
+                             " run that never finished); delete that folder and re-run")
     seed = values.pop("seed") if "seed" in values else load_metrics(path)["seed"]
     try:
         return from_dict(upgraded_config(values)), seed
