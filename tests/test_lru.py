@@ -49,17 +49,30 @@ def test_recurrences_match_sequential_scan_in_float64(recurrence, case):
             assert rel_err(g[name], g_ref[name]) < 1e-5, name
 
 
+@pytest.mark.parametrize("n", [13, 64, 256])
 @pytest.mark.parametrize("recurrence", ["associative", "conv"])
-def test_recurrences_match_sequential_scan_in_float32(recurrence):
-    """Training precision: float32 rounding differs by route; outputs agree to 1e-5 and gradients to 1e-4 on CPU
-    (on a GPU the readout products run in TF32 by default: MODEL_RTOL)."""
-    params = lru_params(jax.random.PRNGKey(2), 64, 8)
+def test_recurrences_match_sequential_scan_in_float32(recurrence, n):
+    """Training precision (sMNIST shapes, full and compressed N): float32 rounding differs by route; outputs and
+    every gradient agree to 1e-5 relative on CPU (observed < 4e-6; on a GPU the readout products run in TF32
+    by default: MODEL_RTOL)."""
+    params = lru_params(jax.random.PRNGKey(2), n, 8)
     u = jax.random.normal(jax.random.PRNGKey(3), (4, 784, 8))
     y_ref, g_ref = output_and_grads("scan", params, u)
     y, g = output_and_grads(recurrence, params, u)
-    assert rel_err(y, y_ref) < (1e-5 if ON_CPU else MODEL_RTOL)
+    tol = 1e-5 if ON_CPU else MODEL_RTOL
+    assert rel_err(y, y_ref) < tol
     for name in params:
-        assert rel_err(g[name], g_ref[name]) < (1e-4 if ON_CPU else MODEL_RTOL), name
+        assert rel_err(g[name], g_ref[name]) < tol, name
+
+
+def test_geometric_powers_are_accurate():
+    """lambda^t from the two prefix-product tables against float64 powers, |lambda| up to 0.99999: float32 error
+    below 3e-5 (observed 2.2e-5; the layer's outputs and gradients still agree with the scan to 1e-5)."""
+    params = lru_params(jax.random.PRNGKey(8), 256, 2, r_min=0.999, r_max=0.99999)
+    lambdas = lru.lambdas_from(params["nu_log"], params["theta_log"])
+    re, im = lru.geometric_powers(lambdas, 784)
+    exact = np.asarray(lambdas, np.complex128)[None, :] ** np.arange(784)[:, None]
+    assert np.abs(np.asarray(re) + 1j * np.asarray(im) - exact).max() < 3e-5
 
 
 def test_streaming_step_matches_scan():
@@ -71,14 +84,14 @@ def test_streaming_step_matches_scan():
         x, y_t = lru.lru_step(*system, x, u_t)
         ys.append(y_t)
     tol = 1e-5 if ON_CPU else MODEL_RTOL  # on a GPU the products run in TF32 by default
-    np.testing.assert_allclose(jnp.stack(ys), lru.apply_scan(*system, u), rtol=tol, atol=tol)
+    np.testing.assert_allclose(jnp.stack(ys), lru.apply_lru("scan", *system, u), rtol=tol, atol=tol)
 
 
 def test_kernel_is_the_impulse_response():
     params = lru_params(jax.random.PRNGKey(6), 10, 3)
     lambdas, B, C, D = lru.system_from(params)
     u = jnp.zeros((20, 3)).at[0, 1].set(1.0)  # impulse on channel 1
-    y = lru.apply_scan(lambdas, B, C, D, u)
+    y = lru.apply_lru("scan", lambdas, B, C, D, u)
     K = lru.lru_kernel(lambdas, B, C, 20)
     tol = 1e-5 if ON_CPU else MODEL_RTOL  # the scan's products run in TF32 on a GPU by default
     np.testing.assert_allclose(y[1:, :], K[1:, :, 1], rtol=tol, atol=tol / 10)
