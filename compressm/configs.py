@@ -19,6 +19,7 @@ from compressm.data import DATASETS
 from compressm.errors import ConfigError
 
 RecurrenceChoice = Literal["auto", "scan", "associative", "conv"]
+NormRule = Literal["ema", "batch"]  # model.BatchNorm: the authors' equinox rule, or flax's batch statistics
 
 
 _KEY_PREFIX = {"ModelConfig": "model.", "OptimConfig": "optim.", "ReductionConfig": "reduction.", "RunConfig": ""}
@@ -62,6 +63,7 @@ class ModelConfig:
     r_max: float = 0.999
     max_phase: float = 6.28
     recurrence: RecurrenceChoice = "auto"  # "auto": chosen per backend and shape by lru.choose_recurrence
+    norm: NormRule = "ema"  # BatchNorm's training statistics: the authors' running mix, or the batch's (flax)
 
     def __post_init__(self):
         _check_fields(self)
