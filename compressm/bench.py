@@ -8,7 +8,10 @@ runs/bench/<hardware>/<name>.json with the hardware, versions and library commit
 """
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -21,6 +24,7 @@ import pandas as pd
 
 from compressm import compression, records
 from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
+from compressm.errors import CompressmError
 from compressm.lru import RECURRENCES, choose_recurrence
 from compressm.model import LRUClassifier, state_sizes_of, stream_logits
 from compressm.train import TrainState, accuracy, init_state, make_optimizer, train_step, variables_of
@@ -90,6 +94,78 @@ def bench_train_step(dataset: str, recurrence: str, state_size: int, repeats: in
     timing = time_call(lambda: jax.block_until_ready(step(state, x, y, jax.random.PRNGKey(1))), repeats=repeats)
     return {**timing, "compile_s": compile_s, "recurrence": recurrence, "state_size": state_size,
             "batch": BATCH, "seq_len": length, "width": model.config.width, "blocks": len(model.state_sizes)}
+
+
+# The authors' training step (camail-official/compressm), timed in a separate interpreter whose `compressm` is
+# their package (the two share the name), at the shapes of Table 2: their LRU, optimizer and make_step, as
+# their trainer calls them (scripts/train.py, training/trainer.py). Nothing of theirs is copied here.
+_AUTHORS_STEP = """
+import json, sys, time
+import equinox as eqx, jax, jax.random as jr, numpy as np
+from compressm.models.lru import LRU
+from compressm.training.utils import classification_loss, create_optimizer, make_step
+a = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+X = rng.random((a["batch"], a["length"], a["input_dim"]), np.float32)
+y = jax.nn.one_hot(rng.integers(0, 10, a["batch"]), 10)
+out = {}
+for n in a["sizes"]:
+    model = LRU(num_blocks=a["blocks"], input_dim=a["input_dim"], state_dim=n, hidden_dim=a["width"], output_dim=10,
+                key=jr.PRNGKey(0))
+    state, spec = eqx.nn.State(model), jax.tree_util.tree_map(lambda _: True, model)
+    opt = create_optimizer(lr=4e-4, num_steps=200000, weight_decay=0.0, ssm_lr_factor=1.0, use_warmup_cosine=False)
+    opt_state = opt.init(eqx.filter(model, eqx.is_inexact_array))
+    step = lambda: jax.block_until_ready(make_step(model, spec, X, y, classification_loss, state, opt, opt_state,
+                                                   jr.PRNGKey(1)))
+    start = time.perf_counter(); step(); compile_s = time.perf_counter() - start
+    step()
+    times = []
+    for _ in range(a["repeats"]):
+        start = time.perf_counter(); step(); times.append(time.perf_counter() - start)
+    out[n] = {"median_s": float(np.median(times)), "min_s": min(times), "times_s": times, "compile_s": compile_s}
+print(json.dumps(out))
+"""
+
+
+def authors_train_steps(checkout: Path | str, dataset: str, sizes, repeats: int) -> dict:
+    """Time the authors' training step at the paper's shapes in a checkout of camail-official/compressm.
+
+    Returns ({N: timing}, the checkout's commit); raises CompressmError naming the checkout if it is not one.
+    """
+    checkout = Path(checkout).expanduser().resolve()
+    if not (checkout / "compressm" / "training" / "utils.py").is_file():
+        raise CompressmError(f"{checkout} is not a checkout of camail-official/compressm (no compressm/training/"
+                             "utils.py); clone it and pass its folder to --authors")
+    blocks, width, length, input_dim, _ = SHAPES[dataset]
+    shapes = {"sizes": list(sizes), "blocks": blocks, "width": width, "length": length, "input_dim": input_dim,
+              "batch": BATCH, "repeats": repeats}
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    run = subprocess.run([sys.executable, "-c", _AUTHORS_STEP, json.dumps(shapes)], cwd=checkout, env=env,
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CompressmError(f"the authors' training step failed in {checkout}: {last}")
+    timings = json.loads(run.stdout.strip().splitlines()[-1])
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True).stdout.strip()
+    return {int(n): timing for n, timing in timings.items()}, commit or "unknown"
+
+
+def bench_versus_authors(dataset: str, repeats: int, checkout: Path | str) -> dict:
+    """Our training step (recurrence 'auto') and the authors' at each of the paper's state sizes, in one run.
+
+    speedup[N] = their step at N / ours at N; speedup_vs_full[N] = their step at the full size / ours at N.
+    """
+    sizes = SHAPES[dataset][4]
+    theirs, commit = authors_train_steps(checkout, dataset, sizes, repeats)
+    recurrence = choose_recurrence(jax.default_backend(), SHAPES[dataset][1], BATCH)
+    ours = {n: bench_train_step(dataset, recurrence, n, repeats) for n in sizes}
+    full = max(sizes)
+    return {"median_s": ours[full]["median_s"], "recurrence": recurrence, "state_size": full, "sizes": list(sizes),
+            "ours_s": {n: t["median_s"] for n, t in ours.items()},
+            "authors_s": {n: t["median_s"] for n, t in theirs.items()},
+            "speedup": {n: theirs[n]["median_s"] / ours[n]["median_s"] for n in sizes},
+            "speedup_vs_full": {n: theirs[full]["median_s"] / ours[n]["median_s"] for n in sizes},
+            "authors_commit": commit, "batch": BATCH, "width": SHAPES[dataset][1]}
 
 
 def bench_streaming(dataset: str, state_size: int, repeats: int, batch: int = 1) -> dict:
@@ -168,9 +244,11 @@ def bench_recompile(dataset: str, repeats: int) -> dict:
             "new_sizes": list(model.state_sizes), "blocks": blocks, "width": width, "batch": BATCH}
 
 
-def _benchmarks(backend: str):
+def _benchmarks(backend: str, authors: Path | str | None = None):
     """(name, function) of every benchmark for this backend (sCIFAR training steps only on a GPU: several
-    seconds per step on 2 CPU cores, dominated by dense matmuls)."""
+    seconds per step on 2 CPU cores, dominated by dense matmuls); the authors' step only given their checkout."""
+    if authors is not None:
+        yield "versus_authors/smnist", lambda r: bench_versus_authors("smnist", r, authors)
     for dataset, (_, width, _, _, sizes) in SHAPES.items():
         for recurrence in RECURRENCES:
             if dataset == "scifar" and backend == "cpu":
@@ -195,14 +273,21 @@ def hardware_slug(env: dict) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def run_benchmarks(only=None, out_dir=None, repeats: int = 5) -> list[dict]:
-    """Run the benchmarks whose names start with any of `only` (all if None); write and return the records."""
+def run_benchmarks(only=None, out_dir=None, repeats: int = 5, authors: Path | str | None = None) -> list[dict]:
+    """Run the benchmarks whose names start with any of `only` (all if None); write and return the records.
+
+    `authors`: a checkout of camail-official/compressm, to time their training step beside ours; without it
+    that benchmark is skipped (and said so).
+    """
+    selected = lambda name: not only or any(name.startswith(prefix) for prefix in only)
+    if authors is None and selected("versus_authors/smnist"):
+        print("versus_authors: skipped (give --authors PATH, a checkout of camail-official/compressm)", flush=True)
     env = records.environment()
     out_dir = Path(out_dir or Path(__file__).resolve().parents[1] / "runs" / "bench" / hardware_slug(env))
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for name, bench in _benchmarks(env["backend"]):
-        if only and not any(name.startswith(prefix) for prefix in only):
+    for name, bench in _benchmarks(env["backend"], authors):
+        if not selected(name):
             continue
         record = {"name": name, **bench(repeats), "repeats": repeats, "environment": env,
                   "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}

@@ -61,7 +61,7 @@ def _reproduce(args) -> int:
 def _bench(args) -> int:
     from compressm.bench import run_benchmarks
 
-    run_benchmarks(args.only, out_dir=args.out, repeats=args.repeats)
+    run_benchmarks(args.only, out_dir=args.out, repeats=args.repeats, authors=args.authors)
     return 0
 
 
@@ -113,6 +113,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--only", nargs="+", default=None, help="benchmark names (default: all for this backend)")
     q.add_argument("--out", default=None, help="folder for the records (default: runs/bench/<hardware>)")
     q.add_argument("--repeats", type=int, default=5)
+    q.add_argument("--authors", default=None, metavar="PATH",
+                   help="a checkout of camail-official/compressm: time their training step beside ours")
     q.set_defaults(func=_bench)
 
     q = sub.add_parser("download", help="download a data set through torchvision (needs a network)")
