@@ -20,15 +20,23 @@ import numpy as np
 import pandas as pd
 
 from compressm import compression, records
-from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
+from compressm.configs import ModelConfig, OptimConfig, ReductionConfig, get_config
 from compressm.lru import RECURRENCES, choose_recurrence
 from compressm.model import LRUClassifier, state_sizes_of, stream_logits
+from compressm.paper import paper_table
 from compressm.train import TrainState, accuracy, init_state, make_optimizer, train_step, variables_of
 
-SHAPES = {  # (blocks, width H, sequence length L, input dim, state sizes: full and the paper's compressed)
-    "smnist": (1, 8, 784, 1, (256, 47, 28, 13)),
-    "scifar": (6, 512, 1024, 3, (384, 161, 93, 57)),
-}
+
+def _paper_shape(table: int, length: int, input_dim: int) -> tuple:
+    """(blocks, width H, sequence length L, input dim, state sizes) of a paper table's model; the state sizes are
+    the baseline's and those of its from-scratch runs (the sizes the paper's compressed runs reach)."""
+    t = paper_table(table)
+    model = get_config(t.baseline).model
+    sizes = tuple(get_config(name).model.state_size for name in (t.baseline, *t.scratch))
+    return model.num_blocks, model.width, length, input_dim, sizes
+
+
+SHAPES = {"smnist": _paper_shape(2, 784, 1), "scifar": _paper_shape(3, 1024, 3)}
 BATCH = 50
 WIDTH_SWEEP = {"cpu": (8, 16, 32, 64), "gpu": (8, 16, 32, 64, 128, 256, 512)}  # H for the recurrence crossover (N = 64)
 

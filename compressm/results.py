@@ -13,14 +13,7 @@ import pandas as pd
 from compressm import records
 from compressm.configs import get_config
 from compressm.experiment import runs_root
-from compressm.paper import SEEDS, paper_values, table_configs
-
-BASELINE = {2: "smnist_baseline", 3: "scifar_baseline"}
-SCRATCH_PARTNER = {  # tau run -> from-scratch run at the size the paper's tau run reaches
-    "smnist_tau0.01": "smnist_scratch_n47", "smnist_tau0.02": "smnist_scratch_n28",
-    "smnist_tau0.04": "smnist_scratch_n13", "scifar_tau0.05": "scifar_scratch_n161",
-    "scifar_tau0.10": "scifar_scratch_n93", "scifar_tau0.15": "scifar_scratch_n57",
-}
+from compressm.paper import SEEDS, paper_table, paper_values, scratch_partners, table_configs
 
 
 def load_table_runs(table: int, root=None) -> pd.DataFrame:
@@ -60,7 +53,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
 def with_speedup(agg: pd.DataFrame, table: int) -> pd.DataFrame:
     """Add `speedup`: the same-profile, same-hardware, same-recurrence baseline's train time / this one's."""
-    base = agg[agg.config == BASELINE[table]].set_index(["profile", "hardware", "recurrence"]).train_time_s
+    baseline = agg[agg.config == paper_table(table).baseline]
+    base = baseline.set_index(["profile", "hardware", "recurrence"]).train_time_s
     index = pd.MultiIndex.from_frame(agg[["profile", "hardware", "recurrence"]])
     speedup = base.reindex(index).to_numpy(dtype=float) / agg.train_time_s.to_numpy(dtype=float)
     return agg.assign(speedup=speedup)
@@ -146,9 +140,7 @@ def scratch_comparison(table: int, root=None) -> pd.DataFrame:
     agg = aggregate(load_table_runs(table, root)).set_index(["profile", "config"])
     paper = paper_values()
     rows = []
-    for tau_config, scratch_config in SCRATCH_PARTNER.items():
-        if not tau_config.startswith(BASELINE[table].split("_")[0]):
-            continue
+    for tau_config, scratch_config in scratch_partners(table).items():
         for profile in sorted({p for p, c in agg.index if c == tau_config}):
             if (profile, scratch_config) not in agg.index:
                 continue
@@ -179,11 +171,11 @@ def claims_text(table: int, root=None) -> str:
     lines = []
     for profile in sorted(set(agg.profile)):
         ours = agg[agg.profile == profile].set_index("config")
-        base = BASELINE[table]
+        base = paper_table(table).baseline
         if base not in ours.index:
             lines.append(f"- **{profile}**: no complete baseline run yet, so claim 1 cannot be checked.")
             continue
-        for tau_config, scratch_config in SCRATCH_PARTNER.items():
+        for tau_config, scratch_config in scratch_partners(table).items():
             if tau_config not in ours.index:
                 continue
             row = ours.loc[tau_config]

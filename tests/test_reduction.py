@@ -13,6 +13,8 @@ import scipy.linalg
 import slycot
 
 from compressm import lru, reduction
+from compressm.configs import get_config
+from compressm.paper import paper_table
 
 SIZES = [(4, 1), (8, 3), (16, 2)]  # (N states, H channels)
 
@@ -236,18 +238,13 @@ def test_keep_indices_selections():
         reduction.keep_indices(6, 3, "random")
 
 
-PAPER_MODELS = {  # (blocks, H, N) and the taus of Tables 2 and 3
-    "smnist": ((1, 8, 256), (0.01, 0.02, 0.04)),
-    "scifar": ((6, 512, 384), (0.05, 0.10, 0.15)),
-}
-
-
-@pytest.mark.parametrize("dataset", PAPER_MODELS)
-def test_float32_rank_equals_float64_rank_at_init(dataset):
-    (blocks, width, n), taus = PAPER_MODELS[dataset]
+@pytest.mark.parametrize("table", [2, 3])
+def test_float32_rank_equals_float64_rank_at_init(table):
+    model = get_config(paper_table(table).baseline).model  # the paper's model and taus (Tables 2 and 3)
+    taus = [get_config(name).reduction.tau for name in paper_table(table).compressed]
     with jax.enable_x64(False):  # parameters as training makes them: float32
-        keys = jax.random.split(jax.random.PRNGKey(0), blocks)
-        layers = [_init_lru(key, n, width) for key in keys]
+        keys = jax.random.split(jax.random.PRNGKey(0), model.num_blocks)
+        layers = [_init_lru(key, model.state_size, model.width) for key in keys]
     for params in layers:
         hsv32 = reduction.lru_hsv(params, precision="float32")
         hsv64 = reduction.lru_hsv(params, precision="float64")
