@@ -111,7 +111,8 @@ def parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("bench", help="measure step, streaming and reduction speed; write JSON records")
     q.add_argument("--only", nargs="+", default=None, help="benchmark names (default: all for this backend)")
-    q.add_argument("--out", default=None, help="folder for the records (default: runs/bench/<hardware>)")
+    q.add_argument("--out", default=None,
+                   help="folder for the records (default: bench/<hardware> in $COMPRESSM_RUNS or runs/)")
     q.add_argument("--repeats", type=int, default=5)
     q.set_defaults(func=_bench)
 

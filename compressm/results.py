@@ -1,4 +1,4 @@
-"""Aggregating run records into the paper's tables: what the result pages of the book call.
+"""Reading records for the book: run records aggregated into the paper's tables, and benchmark records.
 
 The paper's aggregation: accuracy = mean of the top-3 seeds, +- = standard deviation over all seeds
 (population, ddof = 0), state size = per-block mean, then mean +- std over seeds. Training time is
@@ -6,6 +6,9 @@ The paper's aggregation: accuracy = mean of the top-3 seeds, +- = standard devia
 mean time by a config's, and only between runs of the same profile, hardware and recurrence.
 Only complete runs count; failed ones are listed apart.
 """
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -210,6 +213,77 @@ def run_times(root=None) -> pd.DataFrame:
         "runs": len(g), "wall_time_min": g.wall_time_s.mean() / 60, "train_time_min": g.train_time_s.mean() / 60,
         "ms_per_step": 1e3 * (g.train_time_s / g.steps).mean(), "steps": int(g.steps.max()),
     }), include_groups=False).reset_index().astype({"runs": int, "steps": int})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Benchmark records (written by `compressm bench`)
+# ----------------------------------------------------------------------------------------------------------
+def bench_root(root: Path | str | None = None) -> Path:
+    """The folder of the benchmark records, <runs folder>/bench (`runs_root`), where `compressm bench` writes."""
+    return runs_root(root) / "bench"
+
+
+def _bench_records(root: Path | str | None = None) -> list[dict]:
+    """Every benchmark record (parsed JSON) under `bench_root(root)`, in path order."""
+    return [json.loads(path.read_text()) for path in sorted(bench_root(root).glob("*/*.json"))]
+
+
+def load_compiles(root: Path | str | None = None) -> pd.DataFrame:
+    """The `recompile` records as one row per phase after a reduction.
+
+    Columns: hardware, dataset, recurrence, sizes (before -> after), phase, programs (what compiled: name x
+    count), compile_s (their summed compile times, which overlap in parallel threads), first_s (wall time at
+    the new sizes, compiling), again_s (wall time at the same sizes again), compiles_again (count, all phases).
+    """
+    rows = []
+    for r in _bench_records(root):
+        if not r["name"].startswith("recompile/"):
+            continue
+        for phase, first_s in r["first_wall_s"].items():
+            compiled = [c for c in r["compiles"] if c["phase"] == phase]
+            names = pd.Series([c["function"].removeprefix("jit(").removesuffix(")") for c in compiled]).value_counts()
+            rows.append({"hardware": r["environment"]["hardware"], "dataset": r["name"].split("/")[1],
+                         "recurrence": r["recurrence"],
+                         "sizes": f"{r['state_size']} -> {'/'.join(map(str, r['new_sizes']))}", "phase": phase,
+                         "programs": ", ".join(f"{name} x{count}" for name, count in names.items()),
+                         "compile_s": sum(c["seconds"] for c in compiled), "first_s": first_s,
+                         "again_s": r["again_wall_s"][phase], "compiles_again": r["compiles_at_seen_sizes"]})
+    columns = ["hardware", "dataset", "recurrence", "sizes", "phase", "programs", "compile_s", "first_s", "again_s",
+               "compiles_again"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def load_bench(root: Path | str | None = None) -> pd.DataFrame:
+    """Every benchmark record under `bench_root(root)` as one row each, for the Speed page.
+
+    Columns: name, kind, dataset, recurrence, state_size, width, median_ms, compile_s, steps_per_s,
+    first_call_s, precision (reductions), hardware, commit, date.
+    """
+    rows = []
+    for r in _bench_records(root):
+        kind, dataset, *rest = r["name"].split("/")
+        rows.append({"name": r["name"], "kind": kind, "dataset": dataset,
+                     "recurrence": rest[0] if kind in ("train_step", "width_sweep") else None,
+                     "state_size": r["state_size"], "width": r.get("width"),
+                     "median_ms": 1e3 * r["median_s"], "compile_s": r.get("compile_s"),
+                     "steps_per_s": r.get("steps_per_s"), "first_call_s": r.get("first_call_s"),
+                     "precision": r.get("precision"),
+                     "hardware": r["environment"]["hardware"], "commit": r["environment"]["commit"][:7],
+                     "date": r["date"]})
+    columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "median_ms", "compile_s",
+               "steps_per_s", "first_call_s", "precision", "hardware", "commit", "date"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def streaming_speedups(records: pd.DataFrame) -> pd.DataFrame:
+    """Streaming throughput per (hardware, data set, N), and its ratio to the largest N of the same group."""
+    stream = records[records.kind == "streaming"]
+    full = stream.loc[stream.groupby(["hardware", "dataset"]).state_size.idxmax()]
+    reference = full.set_index(["hardware", "dataset"]).steps_per_s
+    ratio = stream.steps_per_s.to_numpy() / reference.reindex(
+        pd.MultiIndex.from_frame(stream[["hardware", "dataset"]])).to_numpy()
+    columns = ["hardware", "dataset", "state_size", "steps_per_s", "speedup_vs_full"]
+    return stream.assign(speedup_vs_full=ratio)[columns].sort_values(columns[:3], ascending=[True, True, False])
 
 
 def styled(frame: pd.DataFrame, precision: int = 2):
