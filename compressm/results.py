@@ -63,6 +63,11 @@ def with_speedup(agg: pd.DataFrame, table: int) -> pd.DataFrame:
     return agg.assign(speedup=speedup)
 
 
+def table_aggregate(table: int, root=None) -> pd.DataFrame:
+    """A paper table's complete runs under the runs folder, aggregated (`aggregate`) with their `speedup`."""
+    return with_speedup(aggregate(load_table_runs(table, root)), table)
+
+
 def budget_note(profile: str, steps: int, config_name: str) -> str:
     """'' for the paper's budget, else e.g. 'cpu profile, 10000 steps of 200k'."""
     paper_steps = get_config(config_name).steps
@@ -77,7 +82,7 @@ def results_table(table: int, root=None) -> pd.DataFrame:
     Columns: budget, config, seeds, accuracy (top-3 mean +- std, %), paper accuracy, state size, paper size,
     train time (s), speedup, paper speedup, hardware.
     """
-    agg = with_speedup(aggregate(load_table_runs(table, root)), table)
+    agg = table_aggregate(table, root)
     paper = paper_values()
     order = {name: i for i, name in enumerate(table_configs(table))}
     agg = agg.assign(_order=agg.config.map(order)).sort_values(["profile", "hardware", "_order"])
@@ -116,6 +121,15 @@ def missing_runs(table: int, root=None, profile: str = "cpu") -> list[str]:
     runs = load_table_runs(table, root)
     have = set(runs[(runs.status == "complete") & (runs.profile == profile)].config)
     return [name for name in table_configs(table) if name not in have]
+
+
+def missing_note(table: int, profile: str, root=None) -> str:
+    """Markdown: the configs of a table with no complete run in `profile` and the command that makes them, or
+    that none is missing."""
+    missing = missing_runs(table, root, profile)
+    if not missing:
+        return f"Every configuration of the table has complete `{profile}` runs."
+    return f"Missing `{profile}` runs: {', '.join(missing)}. Make them with `{reproduce_command(table, profile)}`."
 
 
 def reproduce_command(table: int, profile: str, seeds=None) -> str:

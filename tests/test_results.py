@@ -1,8 +1,10 @@
-"""Reading records back for the book: benchmark records from where `compressm bench` writes them."""
+"""Reading records back for the book: benchmark records from where `compressm bench` writes them, and a paper
+table's runs from a runs folder."""
 
 import json
 
 from compressm import bench, results
+from compressm.paper import table_configs
 
 
 def test_bench_writes_its_records_where_results_reads_them(tmp_path, monkeypatch):
@@ -16,3 +18,9 @@ def test_bench_writes_its_records_where_results_reads_them(tmp_path, monkeypatch
     frame = results.load_bench()
     assert frame.name.tolist() == ["streaming/smnist/N8"] and frame.median_ms.tolist() == [500.0]
 
+
+def test_an_empty_runs_folder_misses_every_config_of_a_table(tmp_path):
+    assert results.table_aggregate(2, tmp_path).empty
+    note = results.missing_note(2, "cpu", tmp_path)
+    assert all(name in note for name in table_configs(2))
+    assert results.reproduce_command(2, "cpu") in note
