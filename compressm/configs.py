@@ -7,7 +7,6 @@ A config file may name a `base:` config and override some of its fields; unknown
 
 import dataclasses
 import difflib
-import math
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -325,9 +324,3 @@ def apply_profile(config: RunConfig, profile: str) -> RunConfig:
         data_limit=spec.data_limit or config.data_limit,
     )
 
-
-def profile_note(config: RunConfig, paper_steps: int) -> str:
-    """'cpu profile, 10000 steps of 200k' for a scaled run; '' for the paper's."""
-    if config.profile == "paper":
-        return ""
-    return f"{config.profile} profile, {config.steps} steps of {math.floor(paper_steps / 1000)}k"
