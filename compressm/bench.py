@@ -1,7 +1,8 @@
 """Speed benchmarks (not tests): training step per recurrence and size, streaming inference, reductions, compiles.
 
 Each measurement warms up, repeats, keeps the median, and is written as one JSON record to
-runs/bench/<hardware>/<name>.json with the hardware, versions and library commit (`records.environment`).
+<runs folder>/bench/<hardware>/<name>.json (`results.bench_root`, read back by `results.load_bench`) with the
+hardware, versions and library commit (`records.environment`).
 
     python -m compressm bench                     # everything that fits this backend
     python -m compressm bench --only train_step/smnist reduction
@@ -20,19 +21,27 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
 from compressm import compression, records
-from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
+from compressm.configs import ModelConfig, OptimConfig, ReductionConfig, get_config
 from compressm.errors import CompressmError
 from compressm.lru import RECURRENCES, choose_recurrence
 from compressm.model import LRUClassifier, state_sizes_of, stream_logits
+from compressm.paper import paper_table
+from compressm.results import bench_root
 from compressm.train import TrainState, accuracy, init_state, make_optimizer, train_step, variables_of
 
-SHAPES = {  # (blocks, width H, sequence length L, input dim, state sizes: full and the paper's compressed)
-    "smnist": (1, 8, 784, 1, (256, 47, 28, 13)),
-    "scifar": (6, 512, 1024, 3, (384, 161, 93, 57)),
-}
+
+def _paper_shape(table: int, length: int, input_dim: int) -> tuple:
+    """(blocks, width H, sequence length L, input dim, state sizes) of a paper table's model; the state sizes are
+    the baseline's and those of its from-scratch runs (the sizes the paper's compressed runs reach)."""
+    t = paper_table(table)
+    model = get_config(t.baseline).model
+    sizes = tuple(get_config(name).model.state_size for name in (t.baseline, *t.scratch))
+    return model.num_blocks, model.width, length, input_dim, sizes
+
+
+SHAPES = {"smnist": _paper_shape(2, 784, 1), "scifar": _paper_shape(3, 1024, 3)}
 BATCH = 50
 WIDTH_SWEEP = {"cpu": (8, 16, 32, 64), "gpu": (8, 16, 32, 64, 128, 256, 512)}  # H for the recurrence crossover (N = 64)
 
@@ -283,7 +292,7 @@ def run_benchmarks(only=None, out_dir=None, repeats: int = 5, authors: Path | st
     if authors is None and selected("versus_authors/smnist"):
         print("versus_authors: skipped (give --authors PATH, a checkout of camail-official/compressm)", flush=True)
     env = records.environment()
-    out_dir = Path(out_dir or Path(__file__).resolve().parents[1] / "runs" / "bench" / hardware_slug(env))
+    out_dir = Path(out_dir or bench_root() / hardware_slug(env))
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for name, bench in _benchmarks(env["backend"], authors):
@@ -295,68 +304,3 @@ def run_benchmarks(only=None, out_dir=None, repeats: int = 5, authors: Path | st
         print(f"{name:40s} median {record['median_s'] * 1e3:10.2f} ms", flush=True)
         results.append(record)
     return results
-
-
-def _bench_records(root: Path | str | None = None) -> list[dict]:
-    """Every benchmark record (parsed JSON) under root, default runs/bench, in path order."""
-    from compressm.experiment import runs_root
-
-    return [json.loads(path.read_text()) for path in sorted(Path(root or runs_root() / "bench").glob("*/*.json"))]
-
-
-def load_compiles(root: Path | str | None = None) -> pd.DataFrame:
-    """The `recompile` records as one row per phase after a reduction.
-
-    Columns: hardware, dataset, recurrence, sizes (before -> after), phase, programs (what compiled: name x
-    count), compile_s (their summed compile times, which overlap in parallel threads), first_s (wall time at
-    the new sizes, compiling), again_s (wall time at the same sizes again), compiles_again (count, all phases).
-    """
-    rows = []
-    for r in _bench_records(root):
-        if not r["name"].startswith("recompile/"):
-            continue
-        for phase, first_s in r["first_wall_s"].items():
-            compiled = [c for c in r["compiles"] if c["phase"] == phase]
-            names = pd.Series([c["function"].removeprefix("jit(").removesuffix(")") for c in compiled]).value_counts()
-            rows.append({"hardware": r["environment"]["hardware"], "dataset": r["name"].split("/")[1],
-                         "recurrence": r["recurrence"],
-                         "sizes": f"{r['state_size']} -> {'/'.join(map(str, r['new_sizes']))}", "phase": phase,
-                         "programs": ", ".join(f"{name} x{count}" for name, count in names.items()),
-                         "compile_s": sum(c["seconds"] for c in compiled), "first_s": first_s,
-                         "again_s": r["again_wall_s"][phase], "compiles_again": r["compiles_at_seen_sizes"]})
-    columns = ["hardware", "dataset", "recurrence", "sizes", "phase", "programs", "compile_s", "first_s", "again_s",
-               "compiles_again"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def load_bench(root: Path | str | None = None) -> pd.DataFrame:
-    """Every benchmark record under root (default runs/bench) as one row each, for the Speed page.
-
-    Columns: name, kind, dataset, recurrence, state_size, width, median_ms, compile_s, steps_per_s,
-    first_call_s, precision (reductions), hardware, commit, date.
-    """
-    rows = []
-    for r in _bench_records(root):
-        kind, dataset, *rest = r["name"].split("/")
-        rows.append({"name": r["name"], "kind": kind, "dataset": dataset,
-                     "recurrence": rest[0] if kind in ("train_step", "width_sweep") else None,
-                     "state_size": r["state_size"], "width": r.get("width"),
-                     "median_ms": 1e3 * r["median_s"], "compile_s": r.get("compile_s"),
-                     "steps_per_s": r.get("steps_per_s"), "first_call_s": r.get("first_call_s"),
-                     "precision": r.get("precision"),
-                     "hardware": r["environment"]["hardware"], "commit": r["environment"]["commit"][:7],
-                     "date": r["date"]})
-    columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "median_ms", "compile_s",
-               "steps_per_s", "first_call_s", "precision", "hardware", "commit", "date"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def streaming_speedups(records: pd.DataFrame) -> pd.DataFrame:
-    """Streaming throughput per (hardware, data set, N), and its ratio to the largest N of the same group."""
-    stream = records[records.kind == "streaming"]
-    full = stream.loc[stream.groupby(["hardware", "dataset"]).state_size.idxmax()]
-    reference = full.set_index(["hardware", "dataset"]).steps_per_s
-    ratio = stream.steps_per_s.to_numpy() / reference.reindex(
-        pd.MultiIndex.from_frame(stream[["hardware", "dataset"]])).to_numpy()
-    columns = ["hardware", "dataset", "state_size", "steps_per_s", "speedup_vs_full"]
-    return stream.assign(speedup_vs_full=ratio)[columns].sort_values(columns[:3], ascending=[True, True, False])

@@ -46,12 +46,12 @@ def _train(args) -> int:
 
 def _reproduce(args) -> int:
     from compressm.experiment import reproduce
-    from compressm.paper import SEEDS, table_configs
+    from compressm.paper import SEEDS, table_configs, table_of
 
     if (args.table is None) == (not args.config):
         raise CompressmError("give either --table 2|3 or --config NAME [NAME ...]")
     configs = table_configs(args.table) if args.table else args.config
-    seeds = args.seeds or SEEDS[args.table or (2 if configs[0].startswith("smnist") else 3)]
+    seeds = args.seeds or SEEDS[args.table or table_of(configs[0])]
     outcome = reproduce(configs, seeds, args.profile, root=args.runs, data_dir=args.data_dir, jobs=args.jobs,
                         build=not args.no_book)
     print(outcome.to_string(index=False))
@@ -111,7 +111,8 @@ def parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("bench", help="measure step, streaming and reduction speed; write JSON records")
     q.add_argument("--only", nargs="+", default=None, help="benchmark names (default: all for this backend)")
-    q.add_argument("--out", default=None, help="folder for the records (default: runs/bench/<hardware>)")
+    q.add_argument("--out", default=None,
+                   help="folder for the records (default: bench/<hardware> in $COMPRESSM_RUNS or runs/)")
     q.add_argument("--repeats", type=int, default=5)
     q.add_argument("--authors", default=None, metavar="PATH",
                    help="a checkout of camail-official/compressm: time their training step beside ours")

@@ -16,13 +16,20 @@ ONE sequence; batch with `jax.vmap`. Three recurrences compute the same zero-sta
                    so it wins when H is small (sMNIST) and loses when H is large (sCIFAR).
 """
 
+import typing
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Recurrence = Literal["scan", "associative", "conv"]
-RECURRENCES: tuple[str, ...] = ("scan", "associative", "conv")
+RECURRENCES: tuple[str, ...] = typing.get_args(Recurrence)
+
+STATE_PARAMS = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im")  # lambda and B: what drives the state
+PARAMS = (*STATE_PARAMS, "C_re", "C_im", "D")  # the keys of one LRU layer's parameter dict
+MIN_PHASE = 1e-10  # `params_from_system` floors theta here (rad) so that theta_log stays finite for real lambda
+MIN_DECAY = 1e-9  # and -log|lambda| here so that nu_log stays finite and |lambda| < 1
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -223,3 +230,38 @@ def lru_step(lambdas, B, C, D, x, u_t):
     """One recurrent step: state x (N,) complex, input u_t (H,) -> (new state (N,), output y_t (H,))."""
     x = lambdas * x + B @ u_t.astype(B.dtype)
     return x, (C @ x).real + D * u_t
+
+
+# ----------------------------------------------------------------------------------------------------------
+# From a diagonal system back to parameters (host, numpy: a new state size compiles nothing)
+# ----------------------------------------------------------------------------------------------------------
+def state_size(params: dict) -> int:
+    """N, the number of states of an LRU parameter dict."""
+    return int(params["nu_log"].shape[0])
+
+
+def params_from_system(lambdas, B, C, D) -> dict:
+    """The LRU parameter dict of a diagonal system: the inverse of `system_from`.
+
+    lambdas (N,) complex with |lambda| < 1, B (N, H) complex (gamma included), C (H, N) complex, D (H,) real.
+    gamma is set to sqrt(1 - |lambda|^2), the LRU's normalisation, and B is stored as B / gamma. Phases are
+    floored at MIN_PHASE and -log|lambda| at MIN_DECAY. Computed on the host; the arrays are put on the device
+    in the dtype of D.
+    """
+    lambdas, B, C = np.asarray(lambdas), np.asarray(B), np.asarray(C)
+    decay = np.maximum(-np.log(np.abs(lambdas)), MIN_DECAY)
+    phase = np.maximum(np.mod(np.angle(lambdas), 2 * np.pi), MIN_PHASE)
+    gamma = np.sqrt(-np.expm1(-2.0 * decay))  # sqrt(1 - |lambda|^2)
+    B = B / gamma[:, None]
+    values = (np.log(decay), np.log(phase), np.log(gamma), B.real, B.imag, C.real, C.imag, D)
+    dtype = np.asarray(D).dtype
+    return {name: jax.device_put(np.asarray(value, dtype)) for name, value in zip(PARAMS, values)}
+
+
+def select_states(params: dict, keep) -> dict:
+    """The LRU layer restricted to its diagonal states `keep` (r,) indices: nu_log (r,), B (r, H), C (H, r).
+
+    D is unchanged. Sliced on the host, so a new r compiles nothing.
+    """
+    take = lambda name, x: jax.device_put(np.take(np.asarray(x), keep, axis=-1 if name.startswith("C") else 0))
+    return {name: x if name == "D" else take(name, x) for name, x in params.items()}

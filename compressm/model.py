@@ -13,7 +13,7 @@ runs on [x; 1] through B A (`lru.response`): the same output for (d + 1) / H of 
 
 Each block has its own state size (they differ after reduction), so a model is built for a tuple of sizes
 (`train.build_model(config, dataset, state_sizes_of(params))`).
-Parameter paths: params["blocks_<i>"]["lru"]["nu_log"] etc.
+Parameter paths: params["blocks_<i>"]["lru"]["nu_log"] etc.; `block_lru` and `with_block_lru` read and replace them.
 Dense layers use the PyTorch/Equinox initialisation of the authors' code, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 """
 
@@ -70,8 +70,7 @@ class LRU(nn.Module):
         self.D = self.param("D", lambda key: jax.random.normal(key, (width,)))
 
     def _system(self):
-        names = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im", "C_re", "C_im", "D")
-        return lru.system_from({name: getattr(self, name) for name in names})
+        return lru.system_from({name: getattr(self, name) for name in lru.PARAMS})
 
     def __call__(self, x: jax.Array, input_map: jax.Array | None = None) -> jax.Array:
         """LRU output (H, B, L) for the input u = x (H, B, L), or u = A x for x (d, B, L) and input_map A (H, d)."""
@@ -290,12 +289,28 @@ def stream_logits(model: LRUClassifier, variables: dict, x: jax.Array) -> jax.Ar
 
 def state_sizes_of(params: dict) -> tuple[int, ...]:
     """Per-block state sizes (N_0, N_1, ...) read off a parameter tree."""
-    return tuple(int(params[f"blocks_{i}"]["lru"]["nu_log"].shape[0]) for i in range(num_blocks(params)))
+    return tuple(lru.state_size(block_lru(params, i)) for i in range(num_blocks(params)))
 
 
 def num_blocks(params: dict) -> int:
     """Number of LRU blocks in a parameter tree."""
-    return sum(1 for key in params if key.startswith("blocks_"))
+    return sum(1 for i in range(len(params)) if _block_name(i) in params)
+
+
+def _block_name(block: int) -> str:
+    """Flax's name for entry `block` of `LRUClassifier.blocks` (and "lru" is `Block.lru`'s)."""
+    return f"blocks_{block}"
+
+
+def block_lru(params: dict, block: int) -> dict:
+    """The LRU parameter dict (`lru.PARAMS`) of block `block` of a classifier's parameter tree."""
+    return params[_block_name(block)]["lru"]
+
+
+def with_block_lru(params: dict, block: int, lru_params: dict) -> dict:
+    """A new parameter tree with block `block`'s LRU parameters replaced; everything else shared."""
+    name = _block_name(block)
+    return {**params, name: {**params[name], "lru": lru_params}}
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
