@@ -154,15 +154,20 @@ def dropout(key: jax.Array, rate: float, x: jax.Array) -> jax.Array:
 
     Each decision compares 16 random bits with round(rate * 2^16): the rate is exact to 2^-17 (0.1000061 for
     0.1) and the scale 1 / (1 - that rate) keeps the expectation exact. The bits come from `threefry_2x32`
-    (jax.random's generator), whose two 32-bit words per counter serve four entries.
+    (jax.random's generator): counter i gives two 32-bit words, whose four halves decide entries i, i + m,
+    i + 2m and i + 3m of the flattened x (m = size / 4, rounded up).
     """
     if rate == 0.0:
         return x
     threshold = round(rate * 2**16)
-    counters = jnp.arange(-(-x.size // 4), dtype=jnp.uint32)
-    words = jnp.concatenate(threefry_2x32(jax.random.key_data(key), counters, jnp.zeros_like(counters)))
-    halves = jnp.concatenate([words & 0xFFFF, words >> 16])[: x.size].reshape(x.shape)
-    return jnp.where(halves >= threshold, x * (2**16 / (2**16 - threshold)), 0.0).astype(x.dtype)
+    m = -(-x.size // 4)
+    counters = jnp.arange(m, dtype=jnp.uint32)
+    w0, w1 = threefry_2x32(jax.random.key_data(key), counters, jnp.zeros_like(counters))
+    quarters = jnp.pad(x.ravel(), (0, 4 * m - x.size)).reshape(4, m)
+    scale = 2**16 / (2**16 - threshold)
+    kept = [jnp.where(bits >= threshold, quarter * scale, 0.0)
+            for bits, quarter in zip((w0 & 0xFFFF, w0 >> 16, w1 & 0xFFFF, w1 >> 16), quarters)]
+    return jnp.stack(kept).ravel()[: x.size].reshape(x.shape).astype(x.dtype)
 
 
 _THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
