@@ -1,14 +1,18 @@
 """Speed benchmarks (not tests): training step per recurrence and size, streaming inference, reductions, compiles.
 
 Each measurement warms up, repeats, keeps the median, and is written as one JSON record to
-runs/bench/<hardware>/<name>.json with the hardware, versions and library commit (`records.environment`).
+<runs folder>/bench/<hardware>/<name>.json (`results.bench_root`, read back by `results.load_bench`) with the
+hardware, versions and library commit (`records.environment`).
 
     python -m compressm bench                     # everything that fits this backend
     python -m compressm bench --only train_step/smnist reduction
 """
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -17,19 +21,27 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
 from compressm import compression, records
-from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
+from compressm.configs import ModelConfig, OptimConfig, ReductionConfig, get_config
 from compressm.errors import CompressmError
 from compressm.lru import RECURRENCES, choose_recurrence
 from compressm.model import LRUClassifier, state_sizes_of, stream_logits
+from compressm.paper import paper_table
+from compressm.results import bench_root
 from compressm.train import TrainState, accuracy, init_state, make_optimizer, train_step, variables_of
 
-SHAPES = {  # (blocks, width H, sequence length L, input dim, state sizes: full and the paper's compressed)
-    "smnist": (1, 8, 784, 1, (256, 47, 28, 13)),
-    "scifar": (6, 512, 1024, 3, (384, 161, 93, 57)),
-}
+
+def _paper_shape(table: int, length: int, input_dim: int) -> tuple:
+    """(blocks, width H, sequence length L, input dim, state sizes) of a paper table's model; the state sizes are
+    the baseline's and those of its from-scratch runs (the sizes the paper's compressed runs reach)."""
+    t = paper_table(table)
+    model = get_config(t.baseline).model
+    sizes = tuple(get_config(name).model.state_size for name in (t.baseline, *t.scratch))
+    return model.num_blocks, model.width, length, input_dim, sizes
+
+
+SHAPES = {"smnist": _paper_shape(2, 784, 1), "scifar": _paper_shape(3, 1024, 3)}
 BATCH = 50
 WIDTH_SWEEP = {"cpu": (8, 16, 32, 64), "gpu": (8, 16, 32, 64, 128, 256, 512)}  # H for the recurrence crossover (N = 64)
 
@@ -91,6 +103,78 @@ def bench_train_step(dataset: str, recurrence: str, state_size: int, repeats: in
     timing = time_call(lambda: jax.block_until_ready(step(state, x, y, jax.random.PRNGKey(1))), repeats=repeats)
     return {**timing, "compile_s": compile_s, "recurrence": recurrence, "state_size": state_size,
             "batch": BATCH, "seq_len": length, "width": model.config.width, "blocks": len(model.state_sizes)}
+
+
+# The authors' training step (camail-official/compressm), timed in a separate interpreter whose `compressm` is
+# their package (the two share the name), at the shapes of Table 2: their LRU, optimizer and make_step, as
+# their trainer calls them (scripts/train.py, training/trainer.py). Nothing of theirs is copied here.
+_AUTHORS_STEP = """
+import json, sys, time
+import equinox as eqx, jax, jax.random as jr, numpy as np
+from compressm.models.lru import LRU
+from compressm.training.utils import classification_loss, create_optimizer, make_step
+a = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+X = rng.random((a["batch"], a["length"], a["input_dim"]), np.float32)
+y = jax.nn.one_hot(rng.integers(0, 10, a["batch"]), 10)
+out = {}
+for n in a["sizes"]:
+    model = LRU(num_blocks=a["blocks"], input_dim=a["input_dim"], state_dim=n, hidden_dim=a["width"], output_dim=10,
+                key=jr.PRNGKey(0))
+    state, spec = eqx.nn.State(model), jax.tree_util.tree_map(lambda _: True, model)
+    opt = create_optimizer(lr=4e-4, num_steps=200000, weight_decay=0.0, ssm_lr_factor=1.0, use_warmup_cosine=False)
+    opt_state = opt.init(eqx.filter(model, eqx.is_inexact_array))
+    step = lambda: jax.block_until_ready(make_step(model, spec, X, y, classification_loss, state, opt, opt_state,
+                                                   jr.PRNGKey(1)))
+    start = time.perf_counter(); step(); compile_s = time.perf_counter() - start
+    step()
+    times = []
+    for _ in range(a["repeats"]):
+        start = time.perf_counter(); step(); times.append(time.perf_counter() - start)
+    out[n] = {"median_s": float(np.median(times)), "min_s": min(times), "times_s": times, "compile_s": compile_s}
+print(json.dumps(out))
+"""
+
+
+def authors_train_steps(checkout: Path | str, dataset: str, sizes, repeats: int) -> dict:
+    """Time the authors' training step at the paper's shapes in a checkout of camail-official/compressm.
+
+    Returns ({N: timing}, the checkout's commit); raises CompressmError naming the checkout if it is not one.
+    """
+    checkout = Path(checkout).expanduser().resolve()
+    if not (checkout / "compressm" / "training" / "utils.py").is_file():
+        raise CompressmError(f"{checkout} is not a checkout of camail-official/compressm (no compressm/training/"
+                             "utils.py); clone it and pass its folder to --authors")
+    blocks, width, length, input_dim, _ = SHAPES[dataset]
+    shapes = {"sizes": list(sizes), "blocks": blocks, "width": width, "length": length, "input_dim": input_dim,
+              "batch": BATCH, "repeats": repeats}
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    run = subprocess.run([sys.executable, "-c", _AUTHORS_STEP, json.dumps(shapes)], cwd=checkout, env=env,
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CompressmError(f"the authors' training step failed in {checkout}: {last}")
+    timings = json.loads(run.stdout.strip().splitlines()[-1])
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True).stdout.strip()
+    return {int(n): timing for n, timing in timings.items()}, commit or "unknown"
+
+
+def bench_versus_authors(dataset: str, repeats: int, checkout: Path | str) -> dict:
+    """Our training step (recurrence 'auto') and the authors' at each of the paper's state sizes, in one run.
+
+    speedup[N] = their step at N / ours at N; speedup_vs_full[N] = their step at the full size / ours at N.
+    """
+    sizes = SHAPES[dataset][4]
+    theirs, commit = authors_train_steps(checkout, dataset, sizes, repeats)
+    recurrence = choose_recurrence(jax.default_backend(), SHAPES[dataset][1], BATCH)
+    ours = {n: bench_train_step(dataset, recurrence, n, repeats) for n in sizes}
+    full = max(sizes)
+    return {"median_s": ours[full]["median_s"], "recurrence": recurrence, "state_size": full, "sizes": list(sizes),
+            "ours_s": {n: t["median_s"] for n, t in ours.items()},
+            "authors_s": {n: t["median_s"] for n, t in theirs.items()},
+            "speedup": {n: theirs[n]["median_s"] / ours[n]["median_s"] for n in sizes},
+            "speedup_vs_full": {n: theirs[full]["median_s"] / ours[n]["median_s"] for n in sizes},
+            "authors_commit": commit, "batch": BATCH, "width": SHAPES[dataset][1]}
 
 
 def bench_streaming(dataset: str, state_size: int, repeats: int, batch: int = 1) -> dict:
@@ -169,9 +253,11 @@ def bench_recompile(dataset: str, repeats: int) -> dict:
             "new_sizes": list(model.state_sizes), "blocks": blocks, "width": width, "batch": BATCH}
 
 
-def _benchmarks(backend: str):
+def _benchmarks(backend: str, authors: Path | str | None = None):
     """(name, function) of every benchmark for this backend (sCIFAR training steps only on a GPU: several
-    seconds per step on 2 CPU cores, dominated by dense matmuls)."""
+    seconds per step on 2 CPU cores, dominated by dense matmuls); the authors' step only given their checkout."""
+    if authors is not None:
+        yield "versus_authors/smnist", lambda r: bench_versus_authors("smnist", r, authors)
     for dataset, (_, width, _, _, sizes) in SHAPES.items():
         for recurrence in RECURRENCES:
             if dataset == "scifar" and backend == "cpu":
@@ -196,19 +282,26 @@ def hardware_slug(env: dict) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def run_benchmarks(only=None, out_dir=None, repeats: int = 5) -> list[dict]:
-    """Run the benchmarks whose names start with any of `only` (all if None); write and return the records."""
+def run_benchmarks(only=None, out_dir=None, repeats: int = 5, authors: Path | str | None = None) -> list[dict]:
+    """Run the benchmarks whose names start with any of `only` (all if None); write and return the records.
+
+    `authors`: a checkout of camail-official/compressm, to time their training step beside ours; without it
+    that benchmark is skipped (and said so).
+    """
+    selected = lambda name: not only or any(name.startswith(prefix) for prefix in only)
+    if authors is None and selected("versus_authors/smnist"):
+        print("versus_authors: skipped (give --authors PATH, a checkout of camail-official/compressm)", flush=True)
     env = records.environment()
-    out_dir = Path(out_dir or Path(__file__).resolve().parents[1] / "runs" / "bench" / hardware_slug(env))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = [name for name, _ in _benchmarks(env["backend"])]
+    out_dir = Path(out_dir or bench_root() / hardware_slug(env))
+    names = [name for name, _ in _benchmarks(env["backend"], authors)]
     unknown = [prefix for prefix in only or () if not any(name.startswith(prefix) for name in names)]
     if unknown:
         raise CompressmError(f"no benchmark named {', '.join(map(repr, unknown))} on {env['backend']}; the names"
                              f" start with {', '.join(sorted({name.split('/')[0] for name in names}))}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for name, bench in _benchmarks(env["backend"]):
-        if only and not any(name.startswith(prefix) for prefix in only):
+    for name, bench in _benchmarks(env["backend"], authors):
+        if not selected(name):
             continue
         record = {"name": name, **bench(repeats), "repeats": repeats, "environment": env,
                   "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
@@ -216,67 +309,3 @@ def run_benchmarks(only=None, out_dir=None, repeats: int = 5) -> list[dict]:
         print(f"{name:40s} median {record['median_s'] * 1e3:10.2f} ms", flush=True)
         results.append(record)
     return results
-
-
-def _bench_records(root: Path | str | None = None) -> list[dict]:
-    """Every benchmark record (parsed JSON) under root, default runs/bench, in path order."""
-    folder = Path(root or records.runs_root() / "bench")
-    return [json.loads(path.read_text()) for path in sorted(folder.glob("*/*.json"))]
-
-
-def load_compiles(root: Path | str | None = None) -> pd.DataFrame:
-    """The `recompile` records as one row per phase after a reduction.
-
-    Columns: hardware, dataset, recurrence, sizes (before -> after), phase, programs (what compiled: name x
-    count), compile_s (their summed compile times, which overlap in parallel threads), first_s (wall time at
-    the new sizes, compiling), again_s (wall time at the same sizes again), compiles_again (count, all phases).
-    """
-    rows = []
-    for r in _bench_records(root):
-        if not r["name"].startswith("recompile/"):
-            continue
-        for phase, first_s in r["first_wall_s"].items():
-            compiled = [c for c in r["compiles"] if c["phase"] == phase]
-            names = pd.Series([c["function"].removeprefix("jit(").removesuffix(")") for c in compiled]).value_counts()
-            rows.append({"hardware": r["environment"]["hardware"], "dataset": r["name"].split("/")[1],
-                         "recurrence": r["recurrence"],
-                         "sizes": f"{r['state_size']} -> {'/'.join(map(str, r['new_sizes']))}", "phase": phase,
-                         "programs": ", ".join(f"{name} x{count}" for name, count in names.items()),
-                         "compile_s": sum(c["seconds"] for c in compiled), "first_s": first_s,
-                         "again_s": r["again_wall_s"][phase], "compiles_again": r["compiles_at_seen_sizes"]})
-    columns = ["hardware", "dataset", "recurrence", "sizes", "phase", "programs", "compile_s", "first_s", "again_s",
-               "compiles_again"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def load_bench(root: Path | str | None = None) -> pd.DataFrame:
-    """Every benchmark record under root (default runs/bench) as one row each, for the Speed page.
-
-    Columns: name, kind, dataset, recurrence, state_size, width, median_ms, compile_s, steps_per_s,
-    first_call_s, precision (reductions), hardware, commit, date.
-    """
-    rows = []
-    for r in _bench_records(root):
-        kind, dataset, *rest = r["name"].split("/")
-        rows.append({"name": r["name"], "kind": kind, "dataset": dataset,
-                     "recurrence": rest[0] if kind in ("train_step", "width_sweep") else None,
-                     "state_size": r["state_size"], "width": r.get("width"),
-                     "median_ms": 1e3 * r["median_s"], "compile_s": r.get("compile_s"),
-                     "steps_per_s": r.get("steps_per_s"), "first_call_s": r.get("first_call_s"),
-                     "precision": r.get("precision"),
-                     "hardware": r["environment"]["hardware"], "commit": r["environment"]["commit"][:7],
-                     "date": r["date"]})
-    columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "median_ms", "compile_s",
-               "steps_per_s", "first_call_s", "precision", "hardware", "commit", "date"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def streaming_speedups(records: pd.DataFrame) -> pd.DataFrame:
-    """Streaming throughput per (hardware, data set, N), and its ratio to the largest N of the same group."""
-    stream = records[records.kind == "streaming"]
-    full = stream.loc[stream.groupby(["hardware", "dataset"]).state_size.idxmax()]
-    reference = full.set_index(["hardware", "dataset"]).steps_per_s
-    ratio = stream.steps_per_s.to_numpy() / reference.reindex(
-        pd.MultiIndex.from_frame(stream[["hardware", "dataset"]])).to_numpy()
-    columns = ["hardware", "dataset", "state_size", "steps_per_s", "speedup_vs_full"]
-    return stream.assign(speedup_vs_full=ratio)[columns].sort_values(columns[:3], ascending=[True, True, False])

@@ -60,12 +60,12 @@ def _train(args) -> int:
 
 def _reproduce(args) -> int:
     from compressm.experiment import reproduce
-    from compressm.paper import SEEDS, table_configs
+    from compressm.paper import SEEDS, table_configs, table_of
 
     if (args.table is None) == (not args.config):
         raise CompressmError("give either --table 2|3 or --config NAME [NAME ...]")
     configs = table_configs(args.table) if args.table else args.config
-    seeds = args.seeds or SEEDS[args.table or (2 if configs[0].startswith("smnist") else 3)]
+    seeds = args.seeds or SEEDS[args.table or table_of(configs[0])]
     outcome = reproduce(configs, seeds, args.profile, root=args.runs, data_dir=args.data_dir, jobs=args.jobs,
                         build=not args.no_book)
     print(outcome.drop(columns="path").to_string(index=False))
@@ -77,7 +77,7 @@ def _bench(args) -> int:
 
     if args.repeats < 1:
         raise CompressmError(f"--repeats must be at least 1, got {args.repeats}")
-    run_benchmarks(args.only, out_dir=args.out, repeats=args.repeats)
+    run_benchmarks(args.only, out_dir=args.out, repeats=args.repeats, authors=args.authors)
     return 0
 
 
@@ -130,8 +130,11 @@ def parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("bench", help="measure step, streaming and reduction speed; write JSON records")
     q.add_argument("--only", nargs="+", default=None, help="benchmark names (default: all for this backend)")
-    q.add_argument("--out", default=None, help="folder for the records (default: runs/bench/<hardware>)")
+    q.add_argument("--out", default=None,
+                   help="folder for the records (default: bench/<hardware> in $COMPRESSM_RUNS or runs/)")
     q.add_argument("--repeats", type=int, default=5)
+    q.add_argument("--authors", default=None, metavar="PATH",
+                   help="a checkout of camail-official/compressm: time their training step beside ours")
     q.set_defaults(func=_bench)
 
     q = sub.add_parser("download", help="download a data set through torchvision (needs a network)")

@@ -1,4 +1,6 @@
-"""In-training compression: per-block rank policies, balanced truncation of the model, optimizer state.
+"""In-training compression policy: when a block is reduced and to what rank (modes and gate), the optimizer state
+after it, and the events it records. The reduction of one layer itself is `reduction.balance_lru` and
+`reduction.truncate_lru` (the two halves of `reduction.reduce_lru`).
 
 `compress(params, opt_state, optimizer, config, step, key)` is pure: it returns new (smaller) parameters, an
 optimizer state of the new shapes, the list of reduction events and every block's HSVs. It runs outside the
@@ -8,18 +10,16 @@ jitted training step, at evaluation boundaries; the step recompiles once for the
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import partial
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from threadpoolctl import threadpool_limits
 
 from compressm import lru, reduction
-from compressm.configs import ReductionConfig
-from compressm.model import num_blocks
+from compressm.configs import OptStatePolicy, ReductionConfig
+from compressm.model import block_lru, num_blocks, with_block_lru
 from compressm.records import hsv_key
 
 
@@ -39,99 +39,32 @@ class ReductionEvent:
         return asdict(self)
 
 
-def _with_precision(precision: str):
-    """Context under which `precision` arrays exist (float64 needs jax's x64 mode)."""
-    return jax.enable_x64(precision == "float64")
+def rank_for_fraction(n: int, fraction: float) -> int:
+    """Fixed-fraction policy: remove `fraction` of the n states (at least one state stays)."""
+    return max(1, int(n * (1.0 - fraction)))
 
 
-def _system_in(lru_params: dict, precision: str):
-    """(lambdas, B, C) of an LRU layer in `precision`; cast inside the caller's jit, so casts never compile alone."""
-    dtype = jnp.float64 if precision == "float64" else jnp.float32
-    lambdas, B, C, _ = lru.system_from(jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), lru_params))
-    return lambdas, B, C
-
-
-@partial(jax.jit, static_argnames=("system", "precision"))
-def _block_hsv(lru_params: dict, system: str, precision: str) -> tuple[jax.Array, jax.Array]:
-    diagonal = _system_in(lru_params, precision)
-    return reduction.system_hsv(*diagonal, system), reduction.system_defects(*diagonal)
-
-
-def block_hsv(lru_params: dict, system: str = "complex", precision: str = "float64") -> np.ndarray:
-    """Hankel singular values of one LRU layer, descending: (N,) for 'complex', (2N,) for 'real'.
-
-    Raises reduction.InvalidSystem for a layer that has none (see `reduction.system_defects`).
-    """
-    with _with_precision(precision):
-        hsv, defects = _block_hsv(lru_params, system, precision)
-        reduction.refuse_defects(defects)
-        return np.asarray(hsv)
-
-
-class BalancedBlock(NamedTuple):
-    """One LRU layer ready to truncate (host arrays): its HSVs, its system and the balancing transform."""
-
-    hsv: np.ndarray  # (N,), or (2N,) for system='real'; descending
-    A: np.ndarray  # (N,) diagonal, or (2N, 2N) real coordinates for system='real'
-    B: np.ndarray
-    C: np.ndarray
-    balancing: reduction.Balancing
-
-
-@partial(jax.jit, static_argnames=("system", "method", "precision"))
-def _balance(lru_params: dict, system: str, method: str, precision: str):
-    diagonal = _system_in(lru_params, precision)
-    A, B, C, P, Q = reduction.system_gramians(*diagonal, system)
-    hsv, bal = reduction.hsv_and_balancing(P, Q, method)
-    return hsv, A, B, C, bal, reduction.system_defects(*diagonal)
-
-
-def balance_block(lru_params: dict, config: ReductionConfig) -> BalancedBlock:
-    """HSVs and balancing transform of one LRU layer in one pass (compiled once per state size N).
-
-    Raises reduction.InvalidSystem for a layer that cannot be reduced (see `reduction.system_defects`).
-    """
-    with _with_precision(config.precision):
-        hsv, A, B, C, bal, defects = _balance(lru_params, config.system, config.method, config.precision)
-        reduction.refuse_defects(defects)
-        return BalancedBlock(np.asarray(hsv), np.asarray(A), np.asarray(B), np.asarray(C),
-                             reduction.Balancing(np.asarray(bal.T), np.asarray(bal.Tinv)))
-
-
-def truncate_block(lru_params: dict, balanced: BalancedBlock, rank: int, config: ReductionConfig,
-                   key: jax.Array) -> dict:
-    """LRU parameters of one layer truncated to `rank` balanced states (or random modes, see selection).
-
-    For system='real', `rank` counts real states; the LRU gets one state per conjugate pair.
-    """
-    if config.selection == "random":  # the ablation: keep random diagonal modes, no balancing
-        keep = reduction.keep_indices(lru_params["nu_log"].shape[0], rank, "random", key)
-        return {k: v[..., keep] if k.startswith("C") else (v if k == "D" else v[keep]) for k, v in lru_params.items()}
-    keep = reduction.keep_indices(len(balanced.hsv), rank, config.selection)
-    A_r, B_r, C_r = reduction.truncate(balanced.A, balanced.B, balanced.C, balanced.balancing, keep)
-    return reduction.lru_params_from_system(A_r, B_r, C_r, lru_params["D"], real=config.system == "real")
-
-
-def reduce_block(lru_params: dict, rank: int, config: ReductionConfig, key: jax.Array) -> dict:
-    """`truncate_block` of a layer balanced here: one layer reduced to `rank`, whatever its HSVs."""
-    return truncate_block(lru_params, balance_block(lru_params, config), rank, config, key)
+def passes_gate(size: int, n: int, gate: float) -> bool:
+    """The paper's gate (gate 0.95): reduce only if the new size is below gate * the current size n."""
+    return size < gate * n
 
 
 def planned_rank(hsv: np.ndarray, n: int, config: ReductionConfig) -> int | None:
     """The new rank of a block of size n under the config's policy, or None if the gate says no.
 
     The rank is in the units of `hsv` (N complex states, or 2N real ones for system='real'); the gate compares
-    the resulting LRU size (rank / 2 rounded up for 'real') with gate * n.
+    the resulting LRU size (`reduction.lru_size`) with gate * n.
     """
     per_state = 2 if config.system == "real" else 1
     if config.mode == "tolerance":
         rank = reduction.rank_for_tau(hsv, config.tau)
     else:  # fixed, pragmatic
-        rank = per_state * reduction.rank_for_fraction(n, config.fraction)
-    return rank if reduction.passes_gate(-(-rank // per_state), n, config.gate) else None
+        rank = per_state * rank_for_fraction(n, config.fraction)
+    return rank if passes_gate(reduction.lru_size(rank, config.system), n, config.gate) else None
 
 
-def resize_opt_state(opt_state, new_params, optimizer: optax.GradientTransformation, policy: str = "slice"):
+def resize_opt_state(opt_state, new_params, optimizer: optax.GradientTransformation,
+                     policy: OptStatePolicy = "slice"):
     """Optimizer state for `new_params`, carried over from the state of the larger model.
 
     Leaves whose shape is unchanged (all non-LRU parameters, untouched blocks, step counts) are kept.
@@ -167,7 +100,8 @@ def map_blocks(fn, items: list) -> list:
 def snapshot_hsv(params: dict, step: int, config: ReductionConfig) -> dict[str, np.ndarray]:
     """HSVs of every block, keyed by `hsv_key(step, block)`."""
     blocks = range(num_blocks(params))
-    hsvs = map_blocks(lambda i: block_hsv(params[f"blocks_{i}"]["lru"], config.system, config.precision), blocks)
+    hsvs = map_blocks(lambda i: reduction.lru_hsv(block_lru(params, i), system=config.system,
+                                                  precision=config.precision), blocks)
     return {hsv_key(step, i): hsv for i, hsv in zip(blocks, hsvs)}
 
 
@@ -187,9 +121,11 @@ class BlockAttempt(NamedTuple):
 
 def attempt_block(lru_params: dict, config: ReductionConfig, key: jax.Array) -> BlockAttempt:
     """HSVs of one layer and, if the policy and gate allow, its truncation: one balancing serves both."""
-    balanced = balance_block(lru_params, config)
-    rank = planned_rank(balanced.hsv, lru_params["nu_log"].shape[0], config)
-    new_lru = None if rank is None else truncate_block(lru_params, balanced, rank, config, key)
+    balanced = reduction.balance_lru(lru_params, system=config.system, method=config.method,
+                                     precision=config.precision)
+    rank = planned_rank(balanced.hsv, lru.state_size(lru_params), config)
+    new_lru = None if rank is None else reduction.truncate_lru(lru_params, balanced, rank,
+                                                               selection=config.selection, key=key)
     return BlockAttempt(balanced.hsv, rank, new_lru)
 
 
@@ -209,19 +145,17 @@ def compress(params, opt_state, optimizer, config: ReductionConfig, step: int, k
     and the balancing come from the same factorisations of the Gramians.
     """
     blocks = range(num_blocks(params))
-    attempts = map_blocks(lambda i: attempt_block(params[f"blocks_{i}"]["lru"], config,
-                                                  jax.random.fold_in(key, i)), blocks)
+    attempts = map_blocks(lambda i: attempt_block(block_lru(params, i), config, jax.random.fold_in(key, i)), blocks)
     hsvs = {hsv_key(step, i): attempt.hsv for i, attempt in zip(blocks, attempts)}
-    new_params, events = dict(params), []
+    new_params, events = params, []
     for i, (hsv, rank, new_lru) in zip(blocks, attempts):
         if new_lru is None:
             continue
-        n = params[f"blocks_{i}"]["lru"]["nu_log"].shape[0]
-        new_params[f"blocks_{i}"] = {**params[f"blocks_{i}"], "lru": new_lru}
+        new_params = with_block_lru(new_params, i, new_lru)
         discarded = _discarded(hsv, rank, config.selection)
         events.append(ReductionEvent(
-            step=step, block=i, old_size=n, new_size=int(new_lru["nu_log"].shape[0]), hsv_key=hsv_key(step, i),
-            discarded_energy=discarded / float(hsv.sum()), error_bound=2.0 * discarded,
+            step=step, block=i, old_size=lru.state_size(block_lru(params, i)), new_size=lru.state_size(new_lru),
+            hsv_key=hsv_key(step, i), discarded_energy=discarded / float(hsv.sum()), error_bound=2.0 * discarded,
         ))
     if not events:
         return Compression(params, opt_state, [], hsvs)

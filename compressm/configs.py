@@ -7,7 +7,6 @@ A config file may name a `base:` config and override some of its fields; unknown
 
 import dataclasses
 import difflib
-import math
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,8 +16,16 @@ import yaml
 
 from compressm.data import DATASETS
 from compressm.errors import ConfigError
+from compressm.lru import Recurrence
+from compressm.reduction import HsvSystem, Method, Precision, Selection
 
-RecurrenceChoice = Literal["auto", "scan", "associative", "conv"]
+# The choices of the modules above this one (compression, train) are declared here, those of the modules below
+# it (lru, reduction) there; each list once.
+RecurrenceChoice = Literal["auto", Recurrence]
+Schedule = Literal["constant", "warmup_cosine"]
+Mode = Literal["none", "tolerance", "fixed", "pragmatic"]
+OptStatePolicy = Literal["slice", "reset"]
+NormRule = Literal["ema", "batch"]  # model.BatchNorm: the authors' equinox rule, or flax's batch statistics
 
 
 MAX_SEED = 2**32 - 1  # jax.random.PRNGKey takes 32 bits: larger seeds overflow, negative ones alias others
@@ -72,6 +79,7 @@ class ModelConfig:
     r_max: float = 0.999
     max_phase: float = 6.28
     recurrence: RecurrenceChoice = "auto"  # "auto": chosen per backend and shape by lru.choose_recurrence
+    norm: NormRule = "ema"  # BatchNorm's training statistics: the authors' running mix, or the batch's (flax)
 
     def __post_init__(self):
         _check_fields(self)
@@ -86,7 +94,7 @@ class OptimConfig:
     """AdamW with a constant or warm-up + cosine schedule; SSM parameters get lr * ssm_lr_factor, no decay."""
 
     lr: float = 1e-3
-    schedule: Literal["constant", "warmup_cosine"] = "constant"
+    schedule: Schedule = "constant"
     warmup_frac: float = 0.1  # linear warm-up from init_lr over this fraction of the steps
     init_lr: float = 1e-7
     final_lr: float = 1e-7  # cosine decays to this
@@ -104,7 +112,7 @@ class OptimConfig:
 class ReductionConfig:
     """When and how to compress: the mode, its parameter, the attempt schedule and the truncation options."""
 
-    mode: Literal["none", "tolerance", "fixed", "pragmatic"] = "none"
+    mode: Mode = "none"
     tau: float = 0.0  # tolerance mode: fraction of Hankel energy (sum of HSVs) discarded
     fraction: float = 0.1  # fixed / pragmatic modes: fraction of states removed per attempt
     gate: float = 0.95  # reduce a block only if its new size < gate * its current size
@@ -112,11 +120,11 @@ class ReductionConfig:
     every_steps: int = 0
     last_step: int = 0
     rollback_tolerance: float = 0.02  # pragmatic: roll back and stop if val accuracy drops by more
-    selection: Literal["largest", "smallest", "random"] = "largest"
-    method: Literal["sqrtm", "chol"] = "sqrtm"
-    system: Literal["complex", "real"] = "complex"  # whose HSVs: the paper's complex system, or Re() output
-    precision: Literal["float64", "float32"] = "float64"
-    opt_state: Literal["slice", "reset"] = "slice"  # Adam moments after a reduction (see compression.py)
+    selection: Selection = "largest"
+    method: Method = "sqrtm"
+    system: HsvSystem = "complex"  # whose HSVs: the paper's complex system, or Re() output
+    precision: Precision = "float64"
+    opt_state: OptStatePolicy = "slice"  # Adam moments after a reduction (see compression.py)
 
     def __post_init__(self):
         _check_fields(self)
@@ -332,9 +340,3 @@ def apply_profile(config: RunConfig, profile: str) -> RunConfig:
         data_limit=spec.data_limit or config.data_limit,
     )
 
-
-def profile_note(config: RunConfig, paper_steps: int) -> str:
-    """'cpu profile, 10000 steps of 200k' for a scaled run; '' for the paper's."""
-    if config.profile == "paper":
-        return ""
-    return f"{config.profile} profile, {config.steps} steps of {math.floor(paper_steps / 1000)}k"

@@ -3,9 +3,17 @@
     encoder Dense(d -> H) -> blocks -> mean over time -> Dense(H -> classes)
     block:  BatchNorm (no affine, over batch and time) -> LRU -> GELU -> dropout -> GLU -> dropout -> + skip
 
+Activations are held channels first, (H, B, L): with the paper's narrow models (sMNIST: H = 8) every dense
+layer is then one wide matrix product, and every reduction over batch and time runs along contiguous memory.
+Parameters have the usual shapes (Dense kernels (in, out)); the model maps (B, L, d) to logits (B, classes).
+
+The first block's LRU input is an affine image of the model input: u = norm(x W + b) = A [x; 1], with A
+(H, d + 1) from the encoder and the normalisation statistics. Where d + 1 < H (sMNIST: d = 1, H = 8) the LRU
+runs on [x; 1] through B A (`lru.response`): the same output for (d + 1) / H of the recurrence's input work.
+
 Each block has its own state size (they differ after reduction), so a model is built for a tuple of sizes
 (`train.build_model(config, dataset, state_sizes_of(params))`).
-Parameter paths: params["blocks_<i>"]["lru"]["nu_log"] etc.
+Parameter paths: params["blocks_<i>"]["lru"]["nu_log"] etc.; `block_lru` and `with_block_lru` read and replace them.
 Dense layers use the PyTorch/Equinox initialisation of the authors' code, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 """
 
@@ -14,18 +22,35 @@ import jax
 import jax.numpy as jnp
 
 from compressm import lru
-from compressm.configs import ModelConfig
+from compressm.configs import ModelConfig, NormRule
 
 
-def _dense(features: int, fan_in: int) -> nn.Dense:
-    """A Dense layer with the Equinox/PyTorch initialisation U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    bound = 1.0 / fan_in**0.5
-    init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-    return nn.Dense(features, kernel_init=init, bias_init=init)
+class Dense(nn.Module):
+    """Affine map of the leading (channel) axis: (in, ...) -> (out, ...), parameters kernel (in, out), bias (out,).
+
+    Initialised as the authors' Equinox/PyTorch layers, U(-1/sqrt(in), 1/sqrt(in)).
+    """
+
+    features: int
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return affine(x, *self.weights(x.shape[0]))
+
+    @nn.compact
+    def weights(self, fan_in: int) -> tuple[jax.Array, jax.Array]:
+        """(kernel (in, out), bias (out,)), created at the first call."""
+        init = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -fan_in**-0.5, fan_in**-0.5)
+        return self.param("kernel", init, (fan_in, self.features)), self.param("bias", init, (self.features,))
+
+
+def affine(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """kernel^T x + bias along the leading axis: x (in, ...), kernel (in, out), bias (out,) -> (out, ...)."""
+    y = jnp.tensordot(kernel, x, axes=(0, 0))
+    return y + bias.reshape(bias.shape + (1,) * (y.ndim - 1))
 
 
 class LRU(nn.Module):
-    """One LRU layer of state size N and width H = config.width: (B, L, H) -> (B, L, H).
+    """One LRU layer of state size N and width H = config.width: (H, B, L) -> (H, B, L).
 
     Parameters as in `compressm.lru`; `config.recurrence` must be resolved (not 'auto').
     """
@@ -45,12 +70,17 @@ class LRU(nn.Module):
         self.D = self.param("D", lambda key: jax.random.normal(key, (width,)))
 
     def _system(self):
-        names = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im", "C_re", "C_im", "D")
-        return lru.system_from({name: getattr(self, name) for name in names})
+        return lru.system_from({name: getattr(self, name) for name in lru.PARAMS})
 
-    def __call__(self, u: jax.Array) -> jax.Array:
-        system = self._system()
-        return jax.vmap(lambda seq: lru.apply_lru(self.config.recurrence, *system, seq))(u)
+    def __call__(self, x: jax.Array, input_map: jax.Array | None = None) -> jax.Array:
+        """LRU output (H, B, L) for the input u = x (H, B, L), or u = A x for x (d, B, L) and input_map A (H, d)."""
+        lambdas, B, C, D = self._system()
+        if input_map is None:
+            B_x, skip = B, D[:, None, None] * x
+        else:  # D u = (D A) x
+            B_x, skip = B @ input_map.astype(B.dtype), jnp.tensordot(D[:, None] * input_map, x, axes=(1, 0))
+        respond = lambda seq: lru.response(self.config.recurrence, lambdas, B_x, C, seq.T).T  # (d, L) -> (H, L)
+        return jax.vmap(respond, in_axes=1, out_axes=1)(x) + skip
 
     def step(self, x: jax.Array, u_t: jax.Array) -> tuple[jax.Array, jax.Array]:
         """One streaming step for a batch: state x (B, N) complex, u_t (B, H) -> (x, y_t (B, H))."""
@@ -59,77 +89,188 @@ class LRU(nn.Module):
 
 
 class GLU(nn.Module):
-    """Gated linear unit W1 x * sigmoid(W2 x), (..., H) -> (..., H)."""
+    """Gated linear unit W1 x * sigmoid(W2 x), (H, ...) -> (H, ...); both products as one (the layers are narrow)."""
 
     width: int
 
     def setup(self):
-        self.w1 = _dense(self.width, self.width)
-        self.w2 = _dense(self.width, self.width)
+        self.w1 = Dense(self.width)
+        self.w2 = Dense(self.width)
 
     def __call__(self, x):
-        return self.w1(x) * jax.nn.sigmoid(self.w2(x))
+        (k1, b1), (k2, b2) = self.w1.weights(x.shape[0]), self.w2.weights(x.shape[0])
+        value, gate = jnp.split(affine(x, jnp.concatenate([k1, k2], 1), jnp.concatenate([b1, b2])), 2)
+        return value * jax.nn.sigmoid(gate)
+
+
+class BatchNorm(nn.Module):
+    """Statistics (mean, var), each (H,), to normalise activations (H, ...) with, per channel over the rest.
+
+    No affine parameters. In evaluation both rules use the running statistics. In training:
+    - 'ema' (the authors' model: equinox's BatchNorm in its default mode): normalise with
+      momentum * running + (1 - momentum) * batch statistics (the batch's own at the first step), which then
+      become the running statistics;
+    - 'batch' (flax's BatchNorm): normalise with the batch statistics; running = momentum * running +
+      (1 - momentum) * batch.
+    """
+
+    rule: NormRule
+    momentum: float = 0.99
+
+    @nn.compact
+    def __call__(self, h: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
+        width = h.shape[0]
+        mean = self.variable("batch_stats", "mean", jnp.zeros, (width,), jnp.float32)
+        var = self.variable("batch_stats", "var", jnp.ones, (width,), jnp.float32)
+        started = self.variable("batch_stats", "started", lambda: jnp.array(False)) if self.rule == "ema" else None
+        if not train:
+            return mean.value, var.value
+        axes = tuple(range(1, h.ndim))
+        batch_mean = h.mean(axes)
+        if self.rule == "batch":  # flax: the one-pass variance
+            batch_var = jnp.maximum(0.0, jnp.mean(h * h, axes) - batch_mean * batch_mean)
+            new_mean, new_var = (self.momentum * s.value + (1 - self.momentum) * b
+                                 for s, b in ((mean, batch_mean), (var, batch_var)))
+            use = (batch_mean, batch_var)
+        else:  # equinox: the two-pass variance
+            batch_var = jnp.mean((h - _per_channel(batch_mean, h)) ** 2, axes)
+            new_mean, new_var = (jnp.where(started.value, self.momentum * s.value + (1 - self.momentum) * b, b)
+                                 for s, b in ((mean, batch_mean), (var, batch_var)))
+            use = (new_mean, new_var)
+        if not self.is_initializing():
+            mean.value, var.value = new_mean, new_var
+            if started is not None:
+                started.value = jnp.array(True)
+        return use
+
+
+def _per_channel(v: jax.Array, like: jax.Array) -> jax.Array:
+    """v (H,) shaped to broadcast over channels-first activations like (H, ...)."""
+    return v.reshape(v.shape + (1,) * (like.ndim - 1))
+
+
+def dropout(key: jax.Array, rate: float, x: jax.Array) -> jax.Array:
+    """x with each entry zeroed with probability `rate` and the rest scaled so that the mean is unchanged.
+
+    Each decision compares 16 random bits with round(rate * 2^16): the rate is exact to 2^-17 (0.1000061 for
+    0.1) and the scale 1 / (1 - that rate) keeps the expectation exact. The bits come from `threefry_2x32`
+    (jax.random's generator): counter i gives two 32-bit words, whose four halves decide entries i, i + m,
+    i + 2m and i + 3m of the flattened x (m = size / 4, rounded up).
+    """
+    if rate == 0.0:
+        return x
+    threshold = round(rate * 2**16)
+    m = -(-x.size // 4)
+    counters = jnp.arange(m, dtype=jnp.uint32)
+    w0, w1 = threefry_2x32(jax.random.key_data(key), counters, jnp.zeros_like(counters))
+    quarters = jnp.pad(x.ravel(), (0, 4 * m - x.size)).reshape(4, m)
+    scale = 2**16 / (2**16 - threshold)
+    kept = [jnp.where(bits >= threshold, quarter * scale, 0.0)
+            for bits, quarter in zip((w0 & 0xFFFF, w0 >> 16, w1 & 0xFFFF, w1 >> 16), quarters)]
+    return jnp.stack(kept).ravel()[: x.size].reshape(x.shape).astype(x.dtype)
+
+
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry_2x32(key: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Threefry-2x32 with 20 rounds (Salmon et al. 2011; the hash behind `jax.random`) of the counter pairs
+    (x0, x1), each (n,) uint32, under key (2,) uint32: two (n,) uint32 words.
+
+    Written out round by round: on CPU, jax lowers its threefry to a loop of five steps, whose
+    intermediate arrays cost more than the arithmetic.
+    """
+    ks = (key[0], key[1], key[0] ^ key[1] ^ jnp.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _THREEFRY_ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = x0 ^ ((x1 << r) | (x1 >> (32 - r)))
+        x0, x1 = x0 + ks[(i + 1) % 3], x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0, x1
 
 
 class Block(nn.Module):
-    """Residual LRU block (B, L, H) -> (B, L, H)."""
+    """Residual LRU block (H, B, L) -> (H, B, L)."""
 
     state_size: int
     config: ModelConfig
+    epsilon: float = 1e-5
 
     def setup(self):
-        self.norm = nn.BatchNorm(momentum=0.99, epsilon=1e-5, use_bias=False, use_scale=False)
+        self.norm = BatchNorm(self.config.norm)
         self.lru = LRU(self.state_size, self.config)
         self.glu = GLU(self.config.width)
-        self.drop = nn.Dropout(self.config.dropout)
 
-    def __call__(self, x, *, train: bool):
-        z = self.lru(self.norm(x, use_running_average=not train))
-        z = self.drop(jax.nn.gelu(z), deterministic=not train)
-        z = self.drop(self.glu(z), deterministic=not train)
-        return x + z
+    def __call__(self, h, *, train: bool, encoder: tuple | None = None):
+        """Block output for h (H, B, L); `encoder` = (x (d, B, L), W (d, H), b (H,)) says that h = W^T x + b.
 
-    def step(self, state, x_t):
-        """Streaming step (evaluation mode): state (B, N), x_t (B, H) -> (state, (B, H))."""
-        state, z = self.lru.step(state, self.norm(x_t, use_running_average=True))
-        return state, x_t + self.glu(jax.nn.gelu(z))
+        Given the encoder, the LRU runs on [x; 1] (d + 1 channels) through the map that equals the
+        normalisation of h (see the module docstring).
+        """
+        mean, var = self.norm(h, train=train)
+        scale = jax.lax.rsqrt(var + self.epsilon)
+        if encoder is None:
+            z = self.lru((h - _per_channel(mean, h)) * _per_channel(scale, h))
+        else:
+            x, W, b = encoder
+            input_map = jnp.concatenate([W * scale, ((b - mean) * scale)[None]]).T  # (H, d + 1)
+            z = self.lru(jnp.concatenate([x, jnp.ones_like(x[:1])]), input_map)
+        z = self._dropout(jax.nn.gelu(z), train)
+        z = self._dropout(self.glu(z), train)
+        return h + z
+
+    def _dropout(self, z, train: bool):
+        return dropout(self.make_rng("dropout"), self.config.dropout, z) if train else z
+
+    def step(self, state, h_t):
+        """Streaming step (evaluation mode): state (B, N), h_t (H, B) -> (state, (H, B))."""
+        mean, var = self.norm(h_t, train=False)
+        state, z = self.lru.step(state, ((h_t - mean[:, None]) * jax.lax.rsqrt(var + self.epsilon)[:, None]).T)
+        return state, h_t + self.glu(jax.nn.gelu(z.T))
 
 
 class LRUClassifier(nn.Module):
     """Sequence classifier (B, L, d) -> logits (B, classes); one block per entry of `state_sizes`.
 
-    `config` gives width, dropout, init ring and recurrence (resolved, not 'auto'); its state_size and
-    num_blocks are ignored in favour of `state_sizes`, which changes as blocks are reduced.
+    `config` gives width, dropout, init ring, normalisation and recurrence (resolved, not 'auto'); its state_size
+    and num_blocks are ignored in favour of `state_sizes`, which changes as blocks are reduced.
     """
 
     state_sizes: tuple[int, ...]
     input_dim: int
     num_classes: int
     config: ModelConfig
+    factor_input: bool = True  # False: the first block's LRU runs on the normalised (H, B, L) activations
 
     def setup(self):
-        self.encoder = _dense(self.config.width, self.input_dim)
+        self.encoder = Dense(self.config.width)
         self.blocks = [Block(n, self.config) for n in self.state_sizes]
-        self.head = _dense(self.num_classes, self.config.width)
+        self.head = Dense(self.num_classes)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        x = jnp.moveaxis(x, -1, 0)  # (d, B, L)
         h = self.encoder(x)
+        encoder = None
+        if self.factor_input and x.shape[0] + 1 < self.config.width:  # the LRU runs on [x; 1] (module docstring)
+            encoder = (x, *self.encoder.weights(x.shape[0]))
         for block in self.blocks:
-            h = block(h, train=train)
-        return self.head(h.mean(axis=1))
+            h = block(h, train=train, encoder=encoder)
+            encoder = None
+        return self.head(h.mean(axis=-1)).T
 
     def step(self, states: list, x_t: jax.Array) -> tuple[list, jax.Array]:
         """One streaming step: per-block states [(B, N_i)], input x_t (B, d) -> (states, features (B, H))."""
-        h = self.encoder(x_t)
+        h = self.encoder(x_t.T)
         new_states = []
         for block, state in zip(self.blocks, states):
             state, h = block.step(state, h)
             new_states.append(state)
-        return new_states, h
+        return new_states, h.T
 
     def classify(self, features: jax.Array) -> jax.Array:
         """Logits (B, classes) from time-pooled features (B, H)."""
-        return self.head(features)
+        return self.head(features.T).T
 
 
 def stream_logits(model: LRUClassifier, variables: dict, x: jax.Array) -> jax.Array:
@@ -153,12 +294,28 @@ def stream_logits(model: LRUClassifier, variables: dict, x: jax.Array) -> jax.Ar
 
 def state_sizes_of(params: dict) -> tuple[int, ...]:
     """Per-block state sizes (N_0, N_1, ...) read off a parameter tree."""
-    return tuple(int(params[f"blocks_{i}"]["lru"]["nu_log"].shape[0]) for i in range(num_blocks(params)))
+    return tuple(lru.state_size(block_lru(params, i)) for i in range(num_blocks(params)))
 
 
 def num_blocks(params: dict) -> int:
     """Number of LRU blocks in a parameter tree."""
-    return sum(1 for key in params if key.startswith("blocks_"))
+    return sum(1 for i in range(len(params)) if _block_name(i) in params)
+
+
+def _block_name(block: int) -> str:
+    """Flax's name for entry `block` of `LRUClassifier.blocks` (and "lru" is `Block.lru`'s)."""
+    return f"blocks_{block}"
+
+
+def block_lru(params: dict, block: int) -> dict:
+    """The LRU parameter dict (`lru.PARAMS`) of block `block` of a classifier's parameter tree."""
+    return params[_block_name(block)]["lru"]
+
+
+def with_block_lru(params: dict, block: int, lru_params: dict) -> dict:
+    """A new parameter tree with block `block`'s LRU parameters replaced; everything else shared."""
+    name = _block_name(block)
+    return {**params, name: {**params[name], "lru": lru_params}}
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:

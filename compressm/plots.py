@@ -4,6 +4,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from compressm.lru import RECURRENCES
+from compressm.paper import role
 from compressm.records import hsv_key, snapshot_steps
 
 
@@ -76,27 +78,23 @@ def hsv_spectra(hsvs: dict, steps, blocks, title: str = "") -> plt.Figure:
 # ----------------------------------------------------------------------------------------------------------
 # Many runs (result pages)
 # ----------------------------------------------------------------------------------------------------------
-_KIND_STYLE = {"baseline": ("^", "C0"), "tau": ("o", "C1"), "scratch": ("s", "C2")}
+_ROLE_STYLE = {"baseline": ("^", "C0", "baseline"), "compressed": ("o", "C1", "compressed in training"),
+               "scratch": ("s", "C2", "trained from scratch")}  # (marker, colour, label) per `paper.role`
 # Profiles told apart by weight: the paper budget bold, the smoke check (a plumbing run, not a result) faint.
 _PROFILE_STYLE = {"paper": {"ms": 9, "mec": "k"}, "cpu": {"ms": 6}, "smoke": {"ms": 4, "alpha": 0.35}}
-
-
-def _kind(config: str) -> str:
-    return "baseline" if config.endswith("baseline") else ("tau" if "_tau" in config else "scratch")
 
 
 def accuracy_vs_size(agg: pd.DataFrame, paper: dict, title: str = "") -> plt.Figure:
     """Test accuracy against final state size: ours (filled, mean +- std over seeds) and the paper's (hollow)."""
     fig, ax = plt.subplots(figsize=(8.5, 4), constrained_layout=True)
-    for kind, (marker, colour) in _KIND_STYLE.items():
-        ours = agg[agg.config.map(_kind) == kind]
-        label = {"baseline": "baseline", "tau": "compressed in training", "scratch": "trained from scratch"}[kind]
+    for config_role, (marker, colour, label) in _ROLE_STYLE.items():
+        ours = agg[agg.config.map(role) == config_role]
         for profile, group in ours.groupby("profile"):
             ax.errorbar(group.size_mean, group.acc_top3, xerr=group.size_std, yerr=group.acc_std, fmt=marker,
                         color=colour, capsize=3, label=f"{label}, ours ({profile} profile)",
                         **_PROFILE_STYLE.get(profile, {}))
         points = [(v["state_size"], v["accuracy"]) for name, v in paper.items()
-                  if _kind(name) == kind and v["accuracy"] is not None]
+                  if role(name) == config_role and v["accuracy"] is not None]
         if points:
             ax.scatter(*zip(*points), marker=marker, facecolors="none", edgecolors=colour, s=60,
                        label=f"{label}, published")
@@ -108,17 +106,17 @@ def accuracy_vs_size(agg: pd.DataFrame, paper: dict, title: str = "") -> plt.Fig
 def accuracy_vs_speedup(agg: pd.DataFrame, paper: dict, title: str = "") -> plt.Figure:
     """Test accuracy against training speedup over the same-hardware baseline; the paper's points hollow."""
     fig, ax = plt.subplots(figsize=(8.5, 4), constrained_layout=True)
-    for kind, (marker, colour) in _KIND_STYLE.items():
-        ours = agg[(agg.config.map(_kind) == kind) & np.isfinite(agg.speedup)]
+    for config_role, (marker, colour, label) in _ROLE_STYLE.items():
+        ours = agg[(agg.config.map(role) == config_role) & np.isfinite(agg.speedup)]
         for profile, group in ours.groupby("profile"):
             ax.errorbar(group.speedup, group.acc_top3, yerr=group.acc_std, fmt=marker, color=colour, capsize=3,
-                        label=f"{kind} (ours, {profile} profile: {', '.join(sorted(set(group.hardware)))})",
+                        label=f"{label} (ours, {profile} profile: {', '.join(sorted(set(group.hardware)))})",
                         **_PROFILE_STYLE.get(profile, {}))
         points = [(v["speedup"], v["accuracy"]) for name, v in paper.items()
-                  if _kind(name) == kind and v["speedup"] and v["accuracy"] is not None]
+                  if role(name) == config_role and v["speedup"] and v["accuracy"] is not None]
         if points:
             ax.scatter(*zip(*points), marker=marker, facecolors="none", edgecolors=colour, s=60,
-                       label=f"{kind} (paper, GPU)")
+                       label=f"{label} (paper, GPU)")
     ax.set(xlabel="training speedup over the baseline", ylabel="test accuracy (%)", title=title)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
@@ -140,7 +138,7 @@ def smallest_energy_share(hsvs: dict, fractions=(0.5, 0.75, 0.9), block: int = 0
 # ----------------------------------------------------------------------------------------------------------
 # Speed (benchmark records)
 # ----------------------------------------------------------------------------------------------------------
-_RECURRENCE_COLOUR = {"scan": "C0", "associative": "C1", "conv": "C2"}
+_RECURRENCE_COLOUR = dict(zip(RECURRENCES, ("C0", "C1", "C2")))
 
 
 def _lines_by(ax, frame: pd.DataFrame, by: list[str], x: str, y: str, label, colour=None, fmt=None) -> None:

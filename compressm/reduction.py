@@ -1,10 +1,15 @@
 """Balanced truncation of one LRU layer: Gramians, Hankel singular values, rank, truncation, back to LRU form.
 
-Works on plain arrays. A diagonal system is (lambdas (N,) complex, B (N, H) complex with gamma folded in,
+The one call: `reduce_lru(params, tau)` takes one LRU layer's parameter dict and returns the balanced-truncated
+dict that keeps 1 - tau of the Hankel energy (`reduce_lru_to_rank` for a given rank). It is `balance_lru` (HSVs
+and balancing transform, one program compiled per state size) followed by `truncate_lru` (host-side), which
+training calls separately so that one balancing serves the HSV snapshot, the rank policy and the truncation.
+
+Underneath, plain arrays: a diagonal system is (lambdas (N,) complex, B (N, H) complex with gamma folded in,
 C (H, N) complex); `compressm.lru.system_from` makes one from LRU parameters. Everything up to the truncated
-matrices is `jax.numpy` in the dtype of its inputs (run it in float64 under `jax.enable_x64(True)` for the
-paper's accuracy, or in float32 where the parameters live); the small eigendecomposition that turns the
-truncated system back into LRU parameters runs on the host in numpy.
+matrices is `jax.numpy` in the dtype of its inputs (float64 under `jax.enable_x64(True)` for the paper's
+accuracy, or float32 where the parameters live); the small eigendecomposition that turns the truncated system
+back into LRU parameters runs on the host in numpy.
 
 Which system the HSVs describe (`system=`):
 - ``"complex"`` (the paper's, default): the complex system (lambdas, B, C), ignoring the Re() on the output.
@@ -13,19 +18,27 @@ Which system the HSVs describe (`system=`):
   complex ones; its truncation yields conjugate pairs, each stored as one LRU state with C doubled.
 """
 
+import typing
+from functools import partial
 from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from compressm import lru
+
 HsvSystem = Literal["complex", "real"]
 Method = Literal["sqrtm", "chol"]
 Selection = Literal["largest", "smallest", "random"]
+Precision = Literal["float64", "float32"]
 
 GRAMIAN_EPS = 1e-9  # the paper's regulariser: P^1/2 = sqrtm(P + eps I) (Cholesky form: chol(P + eps I))
-MIN_PHASE = 1e-10  # theta floored here (rad) so that theta_log stays finite for real eigenvalues
-MIN_DECAY = 1e-9  # -log|lambda| floored here so that nu_log stays finite and |lambda| < 1
+
+
+def _unknown(kind: str, value, choices) -> ValueError:
+    """The error for a `value` outside the Literal `choices`."""
+    return ValueError(f"unknown {kind} {value!r}; use one of {list(typing.get_args(choices))}")
 
 
 class InvalidSystem(ValueError):
@@ -125,7 +138,7 @@ def system_hsv(lambdas, B, C, system: HsvSystem = "complex") -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Rank selection (host-side decisions on a few numbers)
+# Rank (host-side decisions on a few numbers)
 # ----------------------------------------------------------------------------------------------------------
 def rank_for_tau(hsv, tau: float) -> int:
     """Smallest r with sum(hsv[:r]) >= (1 - tau) * sum(hsv); hsv descending. Energy is the SUM of HSVs."""
@@ -136,14 +149,10 @@ def rank_for_tau(hsv, tau: float) -> int:
     return int(np.searchsorted(cumulative, (1.0 - tau) * cumulative[-1]) + 1)
 
 
-def rank_for_fraction(n: int, fraction: float) -> int:
-    """Fixed-fraction policy: remove `fraction` of the n states (at least one state stays)."""
-    return max(1, int(n * (1.0 - fraction)))
-
-
-def passes_gate(rank: int, n: int, gate: float = 0.95) -> bool:
-    """The paper's gate: reduce only if the new size is below gate * the current size."""
-    return rank < gate * n
+def lru_size(rank: int, system: HsvSystem) -> int:
+    """LRU states of a truncation to `rank` HSVs: rank for 'complex'; rank / 2 rounded up for 'real', one LRU state
+    per conjugate pair of eigenvalues (real eigenvalues, if any, take one state each and add to it)."""
+    return -(-rank // 2) if system == "real" else rank
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -182,13 +191,8 @@ def hsv_and_balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) 
         eye = jnp.eye(P.shape[0], dtype=P.dtype)
         Fp, Fq = jnp.linalg.cholesky(P + eps * eye), jnp.linalg.cholesky(Q + eps * eye)
     else:
-        raise ValueError(f"unknown balancing method {method!r}; use 'sqrtm' or 'chol'")
+        raise _unknown("balancing method", method, Method)
     return hsv, _square_root_balancing(Fp, Fq)
-
-
-def balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) -> Balancing:
-    """The balancing transform of Gramians P, Q (N, N) (see `hsv_and_balancing` for the two methods)."""
-    return hsv_and_balancing(P, Q, method, eps)[1]
 
 
 def real_coordinates(lambdas, B, C):
@@ -233,43 +237,136 @@ def keep_indices(n: int, rank: int, selection: Selection, key: jax.Array | None 
         if key is None:
             raise ValueError("selection='random' needs a PRNG key")
         return np.sort(np.asarray(jax.random.choice(key, n, (rank,), replace=False)))
-    raise ValueError(f"unknown selection {selection!r}; use 'largest', 'smallest' or 'random'")
+    raise _unknown("selection", selection, Selection)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Back to the LRU parameterisation (host, numpy)
 # ----------------------------------------------------------------------------------------------------------
 def lru_params_from_system(A_r, B_r, C_r, D, real: bool = False) -> dict:
-    """LRU parameters (nu_log, theta_log, gamma_log, B_re, B_im, C_re, C_im, D) of a dense system.
+    """LRU parameters (`lru.PARAMS`) of a dense system A_r (r, r), B_r (r, H), C_r (H, r), and D (H,).
 
-    Eigendecomposes A_r = V diag(lambda') V^-1 and uses B' = V^-1 B_r, C' = C_r V, gamma' = sqrt(1 - |lambda'|^2),
-    stored B = B' / gamma'. With real=True, (A_r, B_r, C_r) is a real system with output C_r x: each conjugate
+    Eigendecomposes A_r = V diag(lambda') V^-1 and hands (lambda', B' = V^-1 B_r, C' = C_r V, D) to
+    `lru.params_from_system`. With real=True, (A_r, B_r, C_r) is a real system with output C_r x: each conjugate
     pair of eigenvalues becomes one LRU state with C' doubled (Re(c x) + Re(conj(c x)) = 2 Re(c x)).
-    D is returned unchanged. Phases are floored at MIN_PHASE and -log|lambda'| at MIN_DECAY.
     """
     A_r, B_r, C_r = (np.asarray(M) for M in (A_r, B_r, C_r))
-    dtype = np.asarray(D).dtype
     lam, V = np.linalg.eig(A_r)
     Bd, Cd = np.linalg.solve(V, B_r), C_r @ V
     if real:
         keep = lam.imag >= 0
         Cd = Cd * np.where(lam.imag > 0, 2.0, 1.0)[None, :]
         lam, Bd, Cd = lam[keep], Bd[keep], Cd[:, keep]
-    decay = np.maximum(-np.log(np.abs(lam)), MIN_DECAY)
-    phase = np.maximum(np.mod(np.angle(lam), 2 * np.pi), MIN_PHASE)
-    gamma = np.sqrt(-np.expm1(-2.0 * decay))  # sqrt(1 - |lambda'|^2)
-    B_lru = Bd / gamma[:, None]
-    as_param = lambda x: jax.device_put(np.asarray(x, dtype))  # host cast and copy: nothing compiles per shape
-    return {
-        "nu_log": as_param(np.log(decay)),
-        "theta_log": as_param(np.log(phase)),
-        "gamma_log": as_param(np.log(gamma)),
-        "B_re": as_param(B_lru.real),
-        "B_im": as_param(B_lru.imag),
-        "C_re": as_param(Cd.real),
-        "C_im": as_param(Cd.imag),
-        "D": jnp.asarray(D),
-    }
+    return lru.params_from_system(lam, Bd, Cd, D)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One LRU layer: parameters in, parameters out
+# ----------------------------------------------------------------------------------------------------------
+def _with_precision(precision: Precision):
+    """Context under which `precision` arrays exist (float64 needs jax's x64 mode)."""
+    return jax.enable_x64(precision == "float64")
+
+
+def _system_in(params: dict, precision: Precision):
+    """(lambdas, B, C) of an LRU layer in `precision`; cast inside the caller's jit, so casts never compile alone."""
+    dtype = jnp.float64 if precision == "float64" else jnp.float32
+    lambdas, B, C, _ = lru.system_from(jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), params))
+    return lambdas, B, C
+
+
+@partial(jax.jit, static_argnames=("system", "precision"))
+def _lru_hsv(params: dict, system: HsvSystem, precision: Precision) -> tuple[jax.Array, jax.Array]:
+    diagonal = _system_in(params, precision)
+    return system_hsv(*diagonal, system), system_defects(*diagonal)
+
+
+def lru_hsv(params: dict, *, system: HsvSystem = "complex", precision: Precision = "float64") -> np.ndarray:
+    """HSVs of one LRU layer (`lru.PARAMS`, N states), descending: (N,) for 'complex', (2N,) for 'real'.
+
+    Raises InvalidSystem for a layer that has none (`system_defects`).
+    """
+    with _with_precision(precision):
+        hsv, defects = _lru_hsv(params, system, precision)
+        refuse_defects(defects)
+        return np.asarray(hsv)
+
+
+class BalancedLRU(NamedTuple):
+    """One LRU layer ready to truncate (host arrays): its HSVs, its system and the balancing transform."""
+
+    hsv: np.ndarray  # (N,), or (2N,) for system='real'; descending
+    A: np.ndarray  # (N,) diagonal, or (2N, 2N) real coordinates for system='real'
+    B: np.ndarray  # (N, H) or (2N, H)
+    C: np.ndarray  # (H, N) or (H, 2N)
+    balancing: Balancing
+    system: HsvSystem
+
+
+@partial(jax.jit, static_argnames=("system", "method", "precision"))
+def _balance_lru(params: dict, system: HsvSystem, method: Method, precision: Precision):
+    diagonal = _system_in(params, precision)
+    A, B, C, P, Q = system_gramians(*diagonal, system)
+    hsv, bal = hsv_and_balancing(P, Q, method)
+    return hsv, A, B, C, bal, system_defects(*diagonal)
+
+
+def balance_lru(params: dict, *, system: HsvSystem = "complex", method: Method = "sqrtm",
+                precision: Precision = "float64") -> BalancedLRU:
+    """HSVs and balancing transform of one LRU layer (`lru.PARAMS`, N states) in one pass.
+
+    One program is compiled per state size N (and system, method, precision); `precision` is that of the
+    Gramians, HSVs and balancing, whatever the dtype of the parameters. Raises InvalidSystem for a layer
+    that cannot be reduced (`system_defects`).
+    """
+    with _with_precision(precision):
+        hsv, A, B, C, bal, defects = _balance_lru(params, system, method, precision)
+        refuse_defects(defects)
+        A, B, C, T, Tinv = (np.asarray(M) for M in (A, B, C, bal.T, bal.Tinv))
+        return BalancedLRU(np.asarray(hsv), A, B, C, Balancing(T, Tinv), system)
+
+
+def truncate_lru(params: dict, balanced: BalancedLRU, rank: int, *, selection: Selection = "largest",
+                 key: jax.Array | None = None) -> dict:
+    """LRU parameters of the layer `params` truncated to `rank` of the balanced states of `balanced`.
+
+    `rank` counts HSVs: complex states, or real states for system='real' (the LRU then gets one state per
+    conjugate pair and one per real eigenvalue). selection: keep the largest HSVs (the paper's), the smallest,
+    or 'random' (the ablation: `lru_size(rank, system)` random diagonal modes of `params`, not balanced; needs
+    `key`). On the host: nothing compiles. D is unchanged.
+    """
+    if selection == "random":
+        n = lru.state_size(params)
+        return lru.select_states(params, keep_indices(n, lru_size(rank, balanced.system), "random", key))
+    keep = keep_indices(len(balanced.hsv), rank, selection)
+    A_r, B_r, C_r = truncate(balanced.A, balanced.B, balanced.C, balanced.balancing, keep)
+    return lru_params_from_system(A_r, B_r, C_r, params["D"], real=balanced.system == "real")
+
+
+def reduce_lru_to_rank(params: dict, rank: int, *, system: HsvSystem = "complex", method: Method = "sqrtm",
+                       selection: Selection = "largest", key: jax.Array | None = None,
+                       precision: Precision = "float64") -> dict:
+    """One LRU layer balanced and truncated to `rank` states (counted as in `truncate_lru`); see `reduce_lru`."""
+    balanced = balance_lru(params, system=system, method=method, precision=precision)
+    return truncate_lru(params, balanced, rank, selection=selection, key=key)
+
+
+def reduce_lru(params: dict, tau: float, *, system: HsvSystem = "complex", method: Method = "sqrtm",
+               selection: Selection = "largest", key: jax.Array | None = None,
+               precision: Precision = "float64") -> dict:
+    """Balanced truncation of one LRU layer at tolerance tau: the layer that keeps 1 - tau of its Hankel energy.
+
+    params: an LRU parameter dict (`lru.PARAMS`): nu_log, theta_log, gamma_log (N,), B_re, B_im (N, H),
+    C_re, C_im (H, N), D (H,), real. Returns the same keys with N replaced by r, the smallest number of HSVs
+    that hold 1 - tau of their sum (`rank_for_tau`; for system='real', r counts real states and the LRU gets
+    `lru_size(r, 'real')` or a few more); D is unchanged. The reduced layer is stable, and
+    ||G - G_r||_inf <= 2 * sum(discarded HSVs). system: whose HSVs ('complex', the paper's, or 'real'); method:
+    the balancing ('sqrtm', the paper's, or 'chol'); selection and key: as in `truncate_lru`; precision: that
+    of the linear algebra (float64 needs no global x64 flag). Pure: the input is not changed.
+    """
+    balanced = balance_lru(params, system=system, method=method, precision=precision)
+    rank = rank_for_tau(balanced.hsv, tau)
+    return truncate_lru(params, balanced, rank, selection=selection, key=key)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Aggregating run records into the paper's tables: what the result pages of the book call.
+"""Reading records for the book: run records aggregated into the paper's tables, and benchmark records.
 
 The paper's aggregation: accuracy = mean of the top-3 seeds, +- = standard deviation over all seeds
 (population, ddof = 0), state size = per-block mean, then mean +- std over seeds. Training time is
@@ -8,19 +8,15 @@ Only counted runs count (`records.load_runs`: complete, and the packaged config 
 unfinished and overridden ones are listed apart.
 """
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from compressm import records
 from compressm.configs import get_config
-from compressm.paper import SEEDS, paper_values, table_configs
-
-BASELINE = {2: "smnist_baseline", 3: "scifar_baseline"}
-SCRATCH_PARTNER = {  # tau run -> from-scratch run at the size the paper's tau run reaches
-    "smnist_tau0.01": "smnist_scratch_n47", "smnist_tau0.02": "smnist_scratch_n28",
-    "smnist_tau0.04": "smnist_scratch_n13", "scifar_tau0.05": "scifar_scratch_n161",
-    "scifar_tau0.10": "scifar_scratch_n93", "scifar_tau0.15": "scifar_scratch_n57",
-}
+from compressm.paper import SEEDS, paper_table, paper_values, scratch_partners, table_configs
 
 
 def load_table_runs(table: int, root=None) -> pd.DataFrame:
@@ -60,10 +56,16 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
 def with_speedup(agg: pd.DataFrame, table: int) -> pd.DataFrame:
     """Add `speedup`: the same-profile, same-hardware, same-recurrence baseline's train time / this one's."""
-    base = agg[agg.config == BASELINE[table]].set_index(["profile", "hardware", "recurrence"]).train_time_s
+    baseline = agg[agg.config == paper_table(table).baseline]
+    base = baseline.set_index(["profile", "hardware", "recurrence"]).train_time_s
     index = pd.MultiIndex.from_frame(agg[["profile", "hardware", "recurrence"]])
     speedup = base.reindex(index).to_numpy(dtype=float) / agg.train_time_s.to_numpy(dtype=float)
     return agg.assign(speedup=speedup)
+
+
+def table_aggregate(table: int, root=None) -> pd.DataFrame:
+    """A paper table's complete runs under the runs folder, aggregated (`aggregate`) with their `speedup`."""
+    return with_speedup(aggregate(load_table_runs(table, root)), table)
 
 
 def budget_note(profile: str, steps: int, config_name: str) -> str:
@@ -80,7 +82,7 @@ def results_table(table: int, root=None) -> pd.DataFrame:
     Columns: budget, config, seeds, accuracy (top-3 mean +- std, %), paper accuracy, state size, paper size,
     train time (s), speedup, paper speedup, hardware.
     """
-    agg = with_speedup(aggregate(load_table_runs(table, root)), table)
+    agg = table_aggregate(table, root)
     paper = paper_values()
     order = {name: i for i, name in enumerate(table_configs(table))}
     agg = agg.assign(_order=agg.config.map(order)).sort_values(["profile", "hardware", "_order"])
@@ -121,6 +123,15 @@ def missing_runs(table: int, root=None, profile: str = "cpu") -> list[str]:
     return [name for name in table_configs(table) if name not in have]
 
 
+def missing_note(table: int, profile: str, root=None) -> str:
+    """Markdown: the configs of a table with no complete run in `profile` and the command that makes them, or
+    that none is missing."""
+    missing = missing_runs(table, root, profile)
+    if not missing:
+        return f"Every configuration of the table has complete `{profile}` runs."
+    return f"Missing `{profile}` runs: {', '.join(missing)}. Make them with `{reproduce_command(table, profile)}`."
+
+
 def reproduce_command(table: int, profile: str, seeds=None) -> str:
     """The command that makes a table's runs in a profile."""
     seeds = seeds or SEEDS[table][:3]
@@ -154,9 +165,7 @@ def scratch_comparison(table: int, root=None) -> pd.DataFrame:
     agg = aggregate(load_table_runs(table, root)).set_index(["profile", "config"])
     paper = paper_values()
     rows = []
-    for tau_config, scratch_config in SCRATCH_PARTNER.items():
-        if not tau_config.startswith(BASELINE[table].split("_")[0]):
-            continue
+    for tau_config, scratch_config in scratch_partners(table).items():
         for profile in sorted({p for p, c in agg.index if c == tau_config}):
             if (profile, scratch_config) not in agg.index:
                 continue
@@ -187,11 +196,11 @@ def claims_text(table: int, root=None) -> str:
     lines = []
     for profile in sorted(set(agg.profile)):
         ours = agg[agg.profile == profile].set_index("config")
-        base = BASELINE[table]
+        base = paper_table(table).baseline
         if base not in ours.index:
             lines.append(f"- **{profile}**: no complete baseline run yet, so claim 1 cannot be checked.")
             continue
-        for tau_config, scratch_config in SCRATCH_PARTNER.items():
+        for tau_config, scratch_config in scratch_partners(table).items():
             if tau_config not in ours.index:
                 continue
             row = ours.loc[tau_config]
@@ -226,6 +235,77 @@ def run_times(root=None) -> pd.DataFrame:
         "runs": len(g), "wall_time_min": g.wall_time_s.mean() / 60, "train_time_min": g.train_time_s.mean() / 60,
         "ms_per_step": 1e3 * (g.train_time_s / g.steps).mean(), "steps": int(g.steps.max()),
     }), include_groups=False).reset_index().astype({"runs": int, "steps": int})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Benchmark records (written by `compressm bench`)
+# ----------------------------------------------------------------------------------------------------------
+def bench_root(root: Path | str | None = None) -> Path:
+    """The folder of the benchmark records, <runs folder>/bench (`records.runs_root`): `compressm bench` writes there."""
+    return records.runs_root(root) / "bench"
+
+
+def _bench_records(root: Path | str | None = None) -> list[dict]:
+    """Every benchmark record (parsed JSON) under `bench_root(root)`, in path order."""
+    return [json.loads(path.read_text()) for path in sorted(bench_root(root).glob("*/*.json"))]
+
+
+def load_compiles(root: Path | str | None = None) -> pd.DataFrame:
+    """The `recompile` records as one row per phase after a reduction.
+
+    Columns: hardware, dataset, recurrence, sizes (before -> after), phase, programs (what compiled: name x
+    count), compile_s (their summed compile times, which overlap in parallel threads), first_s (wall time at
+    the new sizes, compiling), again_s (wall time at the same sizes again), compiles_again (count, all phases).
+    """
+    rows = []
+    for r in _bench_records(root):
+        if not r["name"].startswith("recompile/"):
+            continue
+        for phase, first_s in r["first_wall_s"].items():
+            compiled = [c for c in r["compiles"] if c["phase"] == phase]
+            names = pd.Series([c["function"].removeprefix("jit(").removesuffix(")") for c in compiled]).value_counts()
+            rows.append({"hardware": r["environment"]["hardware"], "dataset": r["name"].split("/")[1],
+                         "recurrence": r["recurrence"],
+                         "sizes": f"{r['state_size']} -> {'/'.join(map(str, r['new_sizes']))}", "phase": phase,
+                         "programs": ", ".join(f"{name} x{count}" for name, count in names.items()),
+                         "compile_s": sum(c["seconds"] for c in compiled), "first_s": first_s,
+                         "again_s": r["again_wall_s"][phase], "compiles_again": r["compiles_at_seen_sizes"]})
+    columns = ["hardware", "dataset", "recurrence", "sizes", "phase", "programs", "compile_s", "first_s", "again_s",
+               "compiles_again"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def load_bench(root: Path | str | None = None) -> pd.DataFrame:
+    """Every benchmark record under `bench_root(root)` as one row each, for the Speed page.
+
+    Columns: name, kind, dataset, recurrence, state_size, width, median_ms, compile_s, steps_per_s,
+    first_call_s, precision (reductions), hardware, commit, date.
+    """
+    rows = []
+    for r in _bench_records(root):
+        kind, dataset, *rest = r["name"].split("/")
+        rows.append({"name": r["name"], "kind": kind, "dataset": dataset,
+                     "recurrence": rest[0] if kind in ("train_step", "width_sweep") else None,
+                     "state_size": r["state_size"], "width": r.get("width"),
+                     "median_ms": 1e3 * r["median_s"], "compile_s": r.get("compile_s"),
+                     "steps_per_s": r.get("steps_per_s"), "first_call_s": r.get("first_call_s"),
+                     "precision": r.get("precision"),
+                     "hardware": r["environment"]["hardware"], "commit": r["environment"]["commit"][:7],
+                     "date": r["date"]})
+    columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "median_ms", "compile_s",
+               "steps_per_s", "first_call_s", "precision", "hardware", "commit", "date"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def streaming_speedups(records: pd.DataFrame) -> pd.DataFrame:
+    """Streaming throughput per (hardware, data set, N), and its ratio to the largest N of the same group."""
+    stream = records[records.kind == "streaming"]
+    full = stream.loc[stream.groupby(["hardware", "dataset"]).state_size.idxmax()]
+    reference = full.set_index(["hardware", "dataset"]).steps_per_s
+    ratio = stream.steps_per_s.to_numpy() / reference.reindex(
+        pd.MultiIndex.from_frame(stream[["hardware", "dataset"]])).to_numpy()
+    columns = ["hardware", "dataset", "state_size", "steps_per_s", "speedup_vs_full"]
+    return stream.assign(speedup_vs_full=ratio)[columns].sort_values(columns[:3], ascending=[True, True, False])
 
 
 def styled(frame: pd.DataFrame, precision: int = 2):

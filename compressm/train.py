@@ -34,7 +34,7 @@ from compressm.data import Dataset
 from compressm.errors import CompressmError, TrainingDiverged
 from compressm.model import LRUClassifier, cross_entropy, state_sizes_of
 
-SSM_PARAMS = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im")  # lr * ssm_lr_factor, no weight decay
+SSM_PARAMS = lru.STATE_PARAMS  # lr * ssm_lr_factor, no weight decay
 
 
 class TrainState(NamedTuple):

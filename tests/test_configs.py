@@ -9,10 +9,10 @@ import yaml
 from compressm.configs import (PROFILES, ModelConfig, OptimConfig, ReductionConfig, RunConfig, apply_profile,
                                config_names, from_dict, get_config)
 from compressm.errors import CompressmError, ConfigError
-from compressm.paper import SEEDS, TABLES, paper_values, table_configs
+from compressm.paper import SEEDS, paper_values, role, scratch_partners, table_configs, table_of
 
-SMNIST = TABLES[2]
-SCIFAR = TABLES[3]
+SMNIST = table_configs(2)
+SCIFAR = table_configs(3)
 PAPER_CONFIGS = SMNIST + SCIFAR
 SMNIST_TAUS = {"smnist_tau0.01": 0.01, "smnist_tau0.02": 0.02, "smnist_tau0.04": 0.04}
 SCIFAR_TAUS = {"scifar_tau0.05": 0.05, "scifar_tau0.10": 0.10, "scifar_tau0.15": 0.15}
@@ -285,11 +285,15 @@ def test_paper_tables_list_existing_configs(table, dataset, seeds):
     assert set(names) <= set(config_names())
     assert names[0] == f"{dataset}_baseline"
     assert [n.split("_")[1][:3] for n in names] == ["bas", "tau", "tau", "tau", "scr", "scr", "scr"]
-    values = paper_values()
+    assert [role(n) for n in names] == ["baseline"] + ["compressed"] * 3 + ["scratch"] * 3
     for name in names:
-        assert get_config(name).dataset == dataset
-        assert values[name]["table"] == table
+        assert get_config(name).dataset == dataset and table_of(name) == table
     assert len(SEEDS[table]) == seeds and len(set(SEEDS[table])) == seeds
+
+
+def test_a_config_in_no_table_is_a_config_error():
+    with pytest.raises(ConfigError, match="no paper table"):
+        table_of("smnist_tau0.03")
 
 
 def test_unknown_table_is_a_config_error():
@@ -305,14 +309,16 @@ def test_paper_values_hold_the_published_numbers():
     assert (values["smnist_baseline"]["accuracy"], values["scifar_baseline"]["accuracy"]) == (97.3, 86.5)
     assert values["scifar_tau0.15"]["speedup"] == 1.58
     for name, row in values.items():
-        assert set(row) >= {"table", "accuracy", "accuracy_std", "state_size", "state_size_std", "speedup"}
+        assert set(row) == {"accuracy", "accuracy_std", "state_size", "state_size_std", "speedup"}
         if name not in TAU_CONFIGS:  # baselines and from-scratch runs keep their configured size
             assert row["state_size"] == get_config(name).model.state_size
 
 
 def test_scratch_sizes_are_the_rounded_sizes_the_tau_runs_reach():
     values = paper_values()
-    for scratch, tau in [("smnist_scratch_n47", "smnist_tau0.01"), ("smnist_scratch_n28", "smnist_tau0.02"),
-                         ("smnist_scratch_n13", "smnist_tau0.04"), ("scifar_scratch_n161", "scifar_tau0.05"),
-                         ("scifar_scratch_n93", "scifar_tau0.10"), ("scifar_scratch_n57", "scifar_tau0.15")]:
+    pairs = scratch_partners(2) | scratch_partners(3)
+    assert pairs == {"smnist_tau0.01": "smnist_scratch_n47", "smnist_tau0.02": "smnist_scratch_n28",
+                     "smnist_tau0.04": "smnist_scratch_n13", "scifar_tau0.05": "scifar_scratch_n161",
+                     "scifar_tau0.10": "scifar_scratch_n93", "scifar_tau0.15": "scifar_scratch_n57"}
+    for tau, scratch in pairs.items():
         assert get_config(scratch).model.state_size == round(values[tau]["state_size"])

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import MODEL_RTOL
 
-from compressm import compression, records
+from compressm import compression, lru, records, reduction
 from compressm.bench import compiles
 from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
-from compressm.model import LRUClassifier, state_sizes_of, stream_logits
+from compressm.model import LRUClassifier, block_lru, state_sizes_of, stream_logits, with_block_lru
 from compressm.train import make_optimizer
 
 
@@ -33,12 +33,22 @@ def variables():
 def test_parameter_tree_follows_the_paper(variables):
     (v, _) = variables
     lru_params = v["params"]["blocks_0"]["lru"]
+    assert block_lru(v["params"], 0) is lru_params
     assert {k: a.shape for k, a in lru_params.items()} == {
         "nu_log": (24,), "theta_log": (24,), "gamma_log": (24,), "B_re": (24, 6), "B_im": (24, 6),
         "C_re": (6, 24), "C_im": (6, 24), "D": (6,)}
     assert "norm" not in v["params"]["blocks_0"]  # BatchNorm without affine parameters
     assert v["batch_stats"]["blocks_0"]["norm"]["mean"].shape == (6,)
     assert state_sizes_of(v["params"]) == (24, 16)
+    assert tuple(lru_params) == lru.PARAMS
+
+
+def test_with_block_lru_replaces_one_block_and_shares_the_rest(variables):
+    params = variables[0]["params"]
+    smaller = lru.select_states(block_lru(params, 1), np.arange(5))
+    new = with_block_lru(params, 1, smaller)
+    assert state_sizes_of(new) == (24, 5) and state_sizes_of(params) == (24, 16)  # the input is unchanged
+    assert new["blocks_0"] is params["blocks_0"] and new["blocks_1"]["glu"] is params["blocks_1"]["glu"]
 
 
 def test_streaming_inference_matches_the_parallel_forward_pass(variables):
@@ -125,11 +135,11 @@ def test_blocks_reduced_in_parallel_threads_equal_the_serial_reduction(variables
                                                    jax.random.PRNGKey(0))
     assert [e.new_size for e in events] == [18, 12]
     for i, event in enumerate(events):
-        lru_params = v["params"][f"blocks_{i}"]["lru"]
-        np.testing.assert_allclose(hsvs[records.hsv_key(1, i)], compression.block_hsv(lru_params), rtol=1e-12)
-        serial = compression.reduce_block(lru_params, event.new_size, config,
-                                          jax.random.fold_in(jax.random.PRNGKey(0), i))
-        jax.tree.map(np.testing.assert_array_equal, params[f"blocks_{i}"]["lru"], serial)
+        lru_params = block_lru(v["params"], i)
+        np.testing.assert_allclose(hsvs[records.hsv_key(1, i)], reduction.lru_hsv(lru_params), rtol=1e-12)
+        serial = reduction.reduce_lru_to_rank(lru_params, event.new_size, system=config.system, method=config.method,
+                                              selection=config.selection, precision=config.precision)
+        jax.tree.map(np.testing.assert_array_equal, block_lru(params, i), serial)
 
 
 def test_only_changed_state_sizes_recompile(variables):
@@ -147,7 +157,12 @@ def test_only_changed_state_sizes_recompile(variables):
     mixed_opt_state = optimizer.init(mixed)
     with compiles() as found:
         compression.compress(mixed, mixed_opt_state, optimizer, config, 2, key)
-    assert [name for name, _ in found] == ["jit(_balance)"]  # for N = 18 only
+    assert [name for name, _ in found] == ["jit(_balance_lru)"]  # for N = 18 only
+
+
+def test_gate_and_fixed_fraction():
+    assert compression.passes_gate(243, 256, 0.95) and not compression.passes_gate(244, 256, 0.95)  # 243.2
+    assert compression.rank_for_fraction(256, 0.1) == 230 and compression.rank_for_fraction(1, 0.1) == 1
 
 
 def test_gate_blocks_small_reductions():
@@ -157,12 +172,3 @@ def test_gate_blocks_small_reductions():
     assert compression.planned_rank(hsv, 100, dataclasses.replace(config, tau=0.2)) == 80
     assert compression.planned_rank(hsv, 100, dataclasses.replace(config, mode="fixed")) == 90
 
-
-def test_random_selection_keeps_a_subset_of_modes(variables):
-    v, _ = variables
-    block = v["params"]["blocks_0"]["lru"]
-    config = reduction_config(mode="fixed", selection="random")
-    reduced = compression.reduce_block(block, 10, config, jax.random.PRNGKey(3))
-    kept = np.flatnonzero(np.isin(np.asarray(block["nu_log"]), np.asarray(reduced["nu_log"])))
-    assert len(kept) == 10
-    np.testing.assert_array_equal(reduced["C_re"], np.asarray(block["C_re"])[:, kept])

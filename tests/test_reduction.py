@@ -12,7 +12,9 @@ import pytest
 import scipy.linalg
 import slycot
 
-from compressm import compression, lru, reduction
+from compressm import lru, reduction
+from compressm.configs import get_config
+from compressm.paper import paper_table
 
 SIZES = [(4, 1), (8, 3), (16, 2)]  # (N states, H channels)
 
@@ -95,7 +97,7 @@ def _truncate(lambdas, B, C, rank, system, method):
     else:
         (A, B_, C_), (P, Q) = args, reduction.gramians(*args)
     hsv = np.asarray(reduction.hankel_singular_values(P, Q))
-    bal = reduction.Balancing(*(np.asarray(M) for M in reduction.balancing(P, Q, method)))
+    bal = reduction.Balancing(*(np.asarray(M) for M in reduction.hsv_and_balancing(P, Q, method)[1]))
     full = tuple(np.asarray(M) for M in (A, B_, C_))
     return full, reduction.truncate(*full, bal, np.arange(rank)), hsv  # truncate works on numpy arrays too
 
@@ -227,11 +229,6 @@ def test_rank_for_tau_sums_hsvs_not_squares():
             reduction.rank_for_tau(hsv, tau)
 
 
-def test_gate_and_fixed_fraction():
-    assert reduction.passes_gate(243, 256) and not reduction.passes_gate(244, 256)  # 0.95 * 256 = 243.2
-    assert reduction.rank_for_fraction(256, 0.1) == 230 and reduction.rank_for_fraction(1, 0.1) == 1
-
-
 def test_keep_indices_selections():
     np.testing.assert_array_equal(reduction.keep_indices(6, 2, "largest"), [0, 1])
     np.testing.assert_array_equal(reduction.keep_indices(6, 2, "smallest"), [4, 5])
@@ -241,21 +238,16 @@ def test_keep_indices_selections():
         reduction.keep_indices(6, 3, "random")
 
 
-PAPER_MODELS = {  # (blocks, H, N) and the taus of Tables 2 and 3
-    "smnist": ((1, 8, 256), (0.01, 0.02, 0.04)),
-    "scifar": ((6, 512, 384), (0.05, 0.10, 0.15)),
-}
-
-
-@pytest.mark.parametrize("dataset", PAPER_MODELS)
-def test_float32_rank_equals_float64_rank_at_init(dataset):
-    (blocks, width, n), taus = PAPER_MODELS[dataset]
+@pytest.mark.parametrize("table", [2, 3])
+def test_float32_rank_equals_float64_rank_at_init(table):
+    model = get_config(paper_table(table).baseline).model  # the paper's model and taus (Tables 2 and 3)
+    taus = [get_config(name).reduction.tau for name in paper_table(table).compressed]
     with jax.enable_x64(False):  # parameters as training makes them: float32
-        keys = jax.random.split(jax.random.PRNGKey(0), blocks)
-        layers = [_init_lru(key, n, width) for key in keys]
+        keys = jax.random.split(jax.random.PRNGKey(0), model.num_blocks)
+        layers = [_init_lru(key, model.state_size, model.width) for key in keys]
     for params in layers:
-        hsv32 = compression.block_hsv(params, "complex", precision="float32")
-        hsv64 = compression.block_hsv(params, "complex", precision="float64")
+        hsv32 = reduction.lru_hsv(params, precision="float32")
+        hsv64 = reduction.lru_hsv(params, precision="float64")
         assert hsv32.dtype == np.float32 and hsv64.dtype == np.float64
         for tau in taus:
             assert reduction.rank_for_tau(hsv32, tau) == reduction.rank_for_tau(hsv64, tau)
@@ -265,11 +257,83 @@ def _init_lru(key, n, width):
     return lru.init_params(key, n, width, r_min=0.9, r_max=0.999, max_phase=6.28)
 
 
+# ---------------------------------------------------------------- reduce_lru: one layer in, one layer out
+
+def oracle_hsv(lambdas, B, C, system: str) -> np.ndarray:
+    """HSVs from the oracles: scipy's Lyapunov solver (complex system), SLICOT's AB09AD (real-output system)."""
+    if system == "real":
+        A_w, B_w, C_w, _, _ = (np.asarray(M) for M in reduction.real_coordinates(*(jnp.asarray(x) for x in
+                                                                                      (lambdas, B, C))))
+        n, h = 2 * len(lambdas), B.shape[1]
+        return slycot.ab09ad("D", "B", "N", n, h, h, A_w, B_w, C_w, nr=n)[-1]
+    A = np.diag(lambdas)
+    P = scipy.linalg.solve_discrete_lyapunov(A, B @ B.conj().T)
+    Q = scipy.linalg.solve_discrete_lyapunov(A.conj().T, C.conj().T @ C)
+    return np.sort(np.sqrt(np.abs(np.linalg.eigvals(P @ Q))))[::-1]
+
+
+def output_response(params: dict, system: str) -> np.ndarray:
+    """Transfer function on Z of an LRU layer's state path: of (lambdas, B, C) for 'complex', of y = Re(C x) for
+    'real' (G(z) + conj G(conj z)) / 2."""
+    lambdas, B, C = (np.asarray(x) for x in lru.system_from(params)[:3])
+    G = response(lambdas, B, C, Z)
+    return 0.5 * (G + response(lambdas, B, C, Z.conj()).conj()) if system == "real" else G
+
+
+@pytest.mark.parametrize("tau", [0.01, 0.1, 0.3])
+@pytest.mark.parametrize("system", ["complex", "real"])
+@pytest.mark.parametrize("n,h", SIZES)
+def test_reduce_lru_gives_the_rank_for_tau_a_stable_layer_and_an_error_within_the_bound(n, h, system, tau):
+    params = lru.init_params(jax.random.PRNGKey(70 + n), n, h, r_min=0.5, r_max=0.98, max_phase=6.28)
+    hsv = oracle_hsv(*(np.asarray(x) for x in lru.system_from(params)[:3]), system)
+    rank = int(np.argmax(np.cumsum(hsv) >= (1 - tau) * hsv.sum())) + 1  # fewest leading HSVs holding 1 - tau
+    reduced = reduction.reduce_lru(params, tau, system=system)
+    assert set(reduced) == set(lru.PARAMS)
+    size = lru.state_size(reduced)
+    if system == "complex":
+        assert size == rank
+    else:  # one LRU state per conjugate pair of the reduced real system, one per real eigenvalue
+        assert -(-rank // 2) <= size <= rank
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in reduced.values())
+    assert np.abs(np.asarray(lru.system_from(reduced)[0])).max() < 1  # stable
+    np.testing.assert_array_equal(reduced["D"], params["D"])
+    G = output_response(params, system)
+    error = hinf(G - output_response(reduced, system))
+    # grid maximum <= H-infinity norm <= bound; 1e-9 of the response's scale absorbs the rounding at full rank
+    assert error <= 2 * hsv[rank:].sum() * (1 + 1e-6) + 1e-9 * hinf(G)
+
+
+@pytest.mark.parametrize("n,h", SIZES)
+def test_reduce_lru_to_rank_keeps_that_many_states_within_the_bound(n, h):
+    params = lru.init_params(jax.random.PRNGKey(80 + n), n, h, r_min=0.5, r_max=0.98, max_phase=6.28)
+    hsv = oracle_hsv(*(np.asarray(x) for x in lru.system_from(params)[:3]), "complex")
+    G = output_response(params, "complex")
+    for rank in range(1, n + 1):
+        reduced = reduction.reduce_lru_to_rank(params, rank)
+        assert lru.state_size(reduced) == rank
+        error = hinf(G - output_response(reduced, "complex"))
+        assert error <= 2 * hsv[rank:].sum() * (1 + 1e-6) + 1e-9 * hinf(G)  # as above
+
+
+def test_reduce_lru_works_on_float32_parameters_and_keeps_their_dtype():
+    with jax.enable_x64(False):
+        params = _init_lru(jax.random.PRNGKey(5), 16, 2)
+    reduced = reduction.reduce_lru(params, 0.1)  # linear algebra in float64, parameters stay float32
+    assert all(x.dtype == np.float32 for x in reduced.values())
+    assert lru.state_size(reduced) == reduction.rank_for_tau(reduction.lru_hsv(params), 0.1)
+
+
+@pytest.mark.parametrize("system", ["complex", "real"])
+def test_random_selection_keeps_random_diagonal_modes(system):
+    params = _init_lru(jax.random.PRNGKey(6), 12, 2)
+    rank = 8 if system == "complex" else 16  # 16 real states are 8 LRU states
+    reduced = reduction.reduce_lru_to_rank(params, rank, system=system, selection="random", key=jax.random.PRNGKey(3))
+    kept = np.flatnonzero(np.isin(np.asarray(params["nu_log"]), np.asarray(reduced["nu_log"])))
+    assert len(kept) == 8 == lru.state_size(reduced)
+    jax.tree.map(np.testing.assert_array_equal, reduced, lru.select_states(params, kept))
+
+
 # ---------------------------------------------------------------- systems the reduction refuses
-
-def _lru_layer(n: int = 6, h: int = 2) -> dict:
-    return lru.init_params(jax.random.PRNGKey(0), n, h, 0.9, 0.999, 6.28)
-
 
 @pytest.mark.parametrize("name, index, value, fragment", [
     ("nu_log", 2, np.nan, "lambda has NaN or infinite entries"),
@@ -279,10 +343,9 @@ def _lru_layer(n: int = 6, h: int = 2) -> dict:
     ("nu_log", 1, 8.0, "lambda = 0 has no LRU parameters"),  # exp(-exp(8)) underflows to 0
 ])
 def test_reduction_refuses_systems_without_hsvs(name, index, value, fragment):
-    params = _lru_layer()
+    params = _init_lru(jax.random.PRNGKey(0), 6, 2)
     bad = {**params, name: params[name].at[index].set(value)}
-    config = compression.ReductionConfig(mode="tolerance", tau=0.1, first_step=1, every_steps=1, last_step=1)
-    for call in (lambda: compression.block_hsv(bad), lambda: compression.balance_block(bad, config),
+    for call in (lambda: reduction.lru_hsv(bad), lambda: reduction.reduce_lru(bad, 0.1),
                  lambda: reduction.refuse_defects(reduction.system_defects(*lru.system_from(bad)[:3]))):
         with pytest.raises(reduction.InvalidSystem, match=fragment):
             call()
@@ -290,8 +353,7 @@ def test_reduction_refuses_systems_without_hsvs(name, index, value, fragment):
 
 @pytest.mark.parametrize("zero", ["B", "C"])
 def test_reduction_refuses_a_system_without_input_or_output(zero):
-    params = _lru_layer()
+    params = _init_lru(jax.random.PRNGKey(0), 6, 2)
     params = {**params, **{f"{zero}_{part}": jnp.zeros_like(params[f"{zero}_{part}"]) for part in ("re", "im")}}
-    config = compression.ReductionConfig(mode="tolerance", tau=0.1, first_step=1, every_steps=1, last_step=1)
     with pytest.raises(reduction.InvalidSystem, match=f"{zero} = 0: the system has no"):
-        compression.balance_block(params, config)
+        reduction.balance_lru(params)
