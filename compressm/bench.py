@@ -43,7 +43,9 @@ def _paper_shape(table: int, length: int, input_dim: int) -> tuple:
 
 SHAPES = {"smnist": _paper_shape(2, 784, 1), "scifar": _paper_shape(3, 1024, 3)}
 BATCH = 50
-WIDTH_SWEEP = {"cpu": (8, 16, 32, 64), "gpu": (8, 16, 32, 64, 128, 256, 512)}  # H for the recurrence crossover (N = 64)
+# The recurrence sweep behind lru.choose_recurrence: widths H x state sizes N (sMNIST's L = 784, batch 50)
+WIDTH_SWEEP = {"cpu": (8, 16, 32, 64), "gpu": (8, 16, 32, 64, 128, 256, 512)}
+STATE_SWEEP = {"cpu": (8, 16, 32, 64, 128, 256), "gpu": (64,)}
 
 
 def time_call(fn, *, warmup: int = 2, repeats: int = 5) -> dict:
@@ -166,7 +168,7 @@ def bench_versus_authors(dataset: str, repeats: int, checkout: Path | str) -> di
     """
     sizes = SHAPES[dataset][4]
     theirs, commit = authors_train_steps(checkout, dataset, sizes, repeats)
-    recurrence = choose_recurrence(jax.default_backend(), SHAPES[dataset][1], BATCH)
+    recurrence = choose_recurrence(jax.default_backend(), SHAPES[dataset][1])
     ours = {n: bench_train_step(dataset, recurrence, n, repeats) for n in sizes}
     full = max(sizes)
     return {"median_s": ours[full]["median_s"], "recurrence": recurrence, "state_size": full, "sizes": list(sizes),
@@ -224,7 +226,7 @@ def bench_recompile(dataset: str, repeats: int) -> dict:
     median_s is the first-time wall time of all phases together.
     """
     blocks, width, length, input_dim, sizes = SHAPES[dataset]
-    recurrence = choose_recurrence(jax.default_backend(), width, BATCH)
+    recurrence = choose_recurrence(jax.default_backend(), width)
     model, _ = _model(dataset, sizes[0], recurrence)
     x, y = _batch(length, input_dim)
     optimizer, key = make_optimizer(OptimConfig(), 1000), jax.random.PRNGKey(0)
@@ -270,10 +272,11 @@ def _benchmarks(backend: str, authors: Path | str | None = None):
         yield f"reduction/{dataset}", lambda r, d=dataset: bench_reduction(d, r)
         yield f"reduction/{dataset}/float32", lambda r, d=dataset: bench_reduction(d, r, "float32")
         yield f"recompile/{dataset}", lambda r, d=dataset: bench_recompile(d, r)
-    for width in WIDTH_SWEEP[backend]:  # where the FFT convolution stops paying: the rule of lru.choose_recurrence
-        for recurrence in RECURRENCES:
-            yield f"width_sweep/smnist/{recurrence}/H{width}", lambda r, c=recurrence, h=width: \
-                bench_train_step("smnist", c, 64, r, width=h)
+    for width in WIDTH_SWEEP[backend]:  # where each recurrence pays: the rule of lru.choose_recurrence
+        for n in STATE_SWEEP[backend]:
+            for recurrence in RECURRENCES:
+                yield f"width_sweep/smnist/{recurrence}/H{width}/N{n}", lambda r, c=recurrence, h=width, n=n: \
+                    bench_train_step("smnist", c, n, r, width=h)
 
 
 def hardware_slug(env: dict) -> str:

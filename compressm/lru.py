@@ -207,20 +207,25 @@ def apply_lru(recurrence: Recurrence, lambdas, B, C, D, u):
     return response(recurrence, lambdas, B, C, u) + D * u
 
 
-def choose_recurrence(backend: str, width: int, batch: int) -> Recurrence:
-    """The fastest exact recurrence for this backend and shape (rule measured by `compressm bench`).
+CONV_MAX_WIDTH = 64  # the widest H of the CPU sweep, where the FFT convolution is still the fastest at every N
 
-    CPU: the FFT convolution pays L H^2 N once per batch, the scan B L N H. Measured on 2 cores (batch 50,
-    N = 64, L = 784; `compressm bench` width sweep), conv against scan: 5x faster at H = 8, 1.2x at H = 16,
-    even at H = 32, 1.5x slower at H = 64; so conv iff 2 H < B, else scan (the associative scan is slower
-    than the sequential one on a CPU at every width measured).
-    GPU: the associative scan. Measured on an H100 (same sweep, H = 8 to 512), it is the fastest or within
-    0.3 ms of the fastest at every width (1.7 ms a step at H = 8, 4.6 ms at H = 512, where conv takes 27 ms
-    and the sequential scan 24 ms), and 4-6x faster than the sequential scan at the sCIFAR shapes.
+
+def choose_recurrence(backend: str, width: int) -> Recurrence:
+    """The fastest exact recurrence for this backend and width H (rule read off `compressm bench`'s sweep).
+
+    CPU: the FFT convolution for H <= CONV_MAX_WIDTH, else the sequential scan. Measured on 2 cores with the
+    sMNIST model (one block, L = 784, batch 50; `width_sweep` records, H = 8-64 x N = 8-256), the convolution
+    is the fastest at every point: its first block convolves the one input channel, and the kernel cost
+    L H N is paid once per batch, against the scan's B L N per channel. The state size does not change the
+    pick anywhere in that grid. Wider models pay the full L H^2 N kernel in every later block, and the scan
+    wins (the associative scan is slower than the sequential one on a CPU at every shape measured).
+    GPU: the associative scan. Measured on an H100 (H = 8 to 512 at N = 64, and the sMNIST and sCIFAR steps
+    at every state size of the paper), it is the fastest or within 0.3 ms of it, and 4-6x faster than the
+    sequential scan at the sCIFAR shapes.
     """
     if backend != "cpu":
         return "associative"
-    return "conv" if 2 * width < batch else "scan"
+    return "conv" if width <= CONV_MAX_WIDTH else "scan"
 
 
 # ----------------------------------------------------------------------------------------------------------

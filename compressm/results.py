@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from compressm import records
+from compressm import lru, records
 from compressm.configs import get_config
 from compressm.paper import SEEDS, paper_table, paper_values, scratch_partners, table_configs
 
@@ -286,13 +286,13 @@ def load_bench(root: Path | str | None = None) -> pd.DataFrame:
         kind, dataset, *rest = r["name"].split("/")
         rows.append({"name": r["name"], "kind": kind, "dataset": dataset,
                      "recurrence": rest[0] if kind in ("train_step", "width_sweep") else None,
-                     "state_size": r["state_size"], "width": r.get("width"),
+                     "state_size": r["state_size"], "width": r.get("width"), "batch": r.get("batch"),
                      "median_ms": 1e3 * r["median_s"], "compile_s": r.get("compile_s"),
                      "steps_per_s": r.get("steps_per_s"), "first_call_s": r.get("first_call_s"),
                      "precision": r.get("precision"),
                      "hardware": r["environment"]["hardware"], "commit": r["environment"]["commit"][:7],
                      "date": r["date"]})
-    columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "median_ms", "compile_s",
+    columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "batch", "median_ms", "compile_s",
                "steps_per_s", "first_call_s", "precision", "hardware", "commit", "date"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -306,6 +306,33 @@ def streaming_speedups(records: pd.DataFrame) -> pd.DataFrame:
         pd.MultiIndex.from_frame(stream[["hardware", "dataset"]])).to_numpy()
     columns = ["hardware", "dataset", "state_size", "steps_per_s", "speedup_vs_full"]
     return stream.assign(speedup_vs_full=ratio)[columns].sort_values(columns[:3], ascending=[True, True, False])
+
+
+def fastest_recurrence(records: pd.DataFrame) -> pd.DataFrame:
+    """The recurrence sweep (`width_sweep` records): per (hardware, width H, state size N), each recurrence's step
+    time, the fastest, what `lru.choose_recurrence` picks there (`auto`) and its time over the fastest's."""
+    sweep = records[records.kind == "width_sweep"]
+    table = sweep.pivot_table(index=["hardware", "width", "state_size"], columns="recurrence", values="median_ms")
+    table = table.reset_index()
+    times = table[[c for c in lru.RECURRENCES if c in table.columns]]
+    table["fastest"] = times.idxmin(axis=1)
+    table["auto"] = [lru.choose_recurrence(h.split(":")[0], int(w)) for h, w in zip(table.hardware, table.width)]
+    table["auto / fastest"] = [times.loc[i, a] / times.loc[i].min() for i, a in zip(table.index, table.auto)]
+    return table.rename(columns={"width": "H", "state_size": "N"})
+
+
+def authors_comparison(root: Path | str | None = None) -> pd.DataFrame:
+    """The `versus_authors` records: per hardware and state size N, our training step and the authors' (their
+    released code) measured in one run, and the ratios (theirs at N / ours at N; theirs at the full size / ours)."""
+    rows = []
+    for r in _bench_records(root):
+        if r["name"].startswith("versus_authors/"):
+            full = max(r["sizes"])
+            rows += [{"hardware": r["environment"]["hardware"], "N": n, "ours (ms)": 1e3 * r["ours_s"][str(n)],
+                      "authors (ms)": 1e3 * r["authors_s"][str(n)], "speedup at N": r["speedup"][str(n)],
+                      f"their N = {full} / ours at N": r["speedup_vs_full"][str(n)], "recurrence": r["recurrence"],
+                      "authors' commit": r["authors_commit"][:7], "date": r["date"]} for n in r["sizes"]]
+    return pd.DataFrame(rows)
 
 
 def styled(frame: pd.DataFrame, precision: int = 2):

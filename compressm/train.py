@@ -78,7 +78,7 @@ def resolved_recurrence(config: RunConfig) -> str:
     """The recurrence this run uses: the config's, or lru.choose_recurrence's pick for 'auto'."""
     if config.model.recurrence != "auto":
         return config.model.recurrence
-    return lru.choose_recurrence(jax.default_backend(), config.model.width, config.batch_size)
+    return lru.choose_recurrence(jax.default_backend(), config.model.width)
 
 
 def build_model(config: RunConfig, dataset: Dataset, state_sizes: tuple[int, ...], recurrence: str) -> LRUClassifier:
