@@ -241,7 +241,7 @@ def run_times(root=None) -> pd.DataFrame:
 # Benchmark records (written by `compressm bench`)
 # ----------------------------------------------------------------------------------------------------------
 def bench_root(root: Path | str | None = None) -> Path:
-    """The folder of the benchmark records, <runs folder>/bench (`records.runs_root`): `compressm bench` writes there."""
+    """The folder of the benchmark records, <runs folder>/bench (`records.runs_root`), where `bench` writes."""
     return records.runs_root(root) / "bench"
 
 

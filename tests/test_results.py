@@ -11,7 +11,8 @@ from compressm.paper import table_configs
 def test_bench_writes_its_records_where_results_reads_them(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPRESSM_RUNS", str(tmp_path))
     measured = {"median_s": 0.5, "state_size": 8}
-    monkeypatch.setattr(bench, "_benchmarks", lambda backend, authors=None: [("streaming/smnist/N8", lambda r: measured)])
+    fake = [("streaming/smnist/N8", lambda repeats: measured)]
+    monkeypatch.setattr(bench, "_benchmarks", lambda backend, authors=None: fake)
     (record,) = bench.run_benchmarks(repeats=1)  # writes through the real writer, measures nothing
     (folder,) = results.bench_root().iterdir()
     assert folder.parent == tmp_path / "bench" and record["name"] == "streaming/smnist/N8"
