@@ -296,6 +296,11 @@ def run_benchmarks(only=None, out_dir=None, repeats: int = 5, authors: Path | st
         print("versus_authors: skipped (give --authors PATH, a checkout of camail-official/compressm)", flush=True)
     env = records.environment()
     out_dir = Path(out_dir or bench_root() / hardware_slug(env))
+    names = [name for name, _ in _benchmarks(env["backend"], authors)]
+    unknown = [prefix for prefix in only or () if not any(name.startswith(prefix) for name in names)]
+    if unknown:
+        raise CompressmError(f"no benchmark named {', '.join(map(repr, unknown))} on {env['backend']}; the names"
+                             f" start with {', '.join(sorted({name.split('/')[0] for name in names}))}")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for name, bench in _benchmarks(env["backend"], authors):

@@ -1,7 +1,8 @@
 """Command line: python -m compressm {train, reproduce, bench, download, configs}.
 
-Bad input (unknown config or key, out-of-range values, missing data, unwritable output) prints one line
-`error: ...` and exits with status 2; a run whose loss diverges prints one line and exits with status 1.
+Bad input (unknown config or key, out-of-range values, missing data, unwritable output, a run folder that
+holds another run or is being written) prints one line `error: ...` and exits with status 2; a run that
+diverges prints one line, leaves a failed record and exits with status 1.
 """
 
 import argparse
@@ -9,7 +10,14 @@ import sys
 
 import yaml
 
-from compressm.errors import CompressmError
+from compressm.errors import CompressmError, TrainingDiverged
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one `error:` line (status 2) like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _parse_value(text: str):
@@ -19,7 +27,11 @@ def _parse_value(text: str):
             return kind(text)
         except ValueError:
             pass
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        reason = " ".join(str(getattr(error, "problem", None) or "not a value").split())
+        raise CompressmError(f"--set value {text!r} is not a number, word or YAML value ({reason})") from None
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -39,6 +51,8 @@ def _train(args) -> int:
     result = run_experiment(args.config, args.seed, args.profile, out_dir=args.out, root=args.runs,
                             data_dir=args.data_dir, overrides=_overrides(args.set), progress=not args.no_progress)
     summary = result.metrics["summary"]
+    if result.already_complete:
+        print("already complete, nothing done: ", end="")
     print(f"test accuracy {summary['test_acc']:.4f} at best validation; state sizes {summary['final_state_sizes']};"
           f" {summary['wall_time_s']:.0f} s")
     return 0
@@ -54,13 +68,15 @@ def _reproduce(args) -> int:
     seeds = args.seeds or SEEDS[args.table or table_of(configs[0])]
     outcome = reproduce(configs, seeds, args.profile, root=args.runs, data_dir=args.data_dir, jobs=args.jobs,
                         build=not args.no_book)
-    print(outcome.to_string(index=False))
+    print(outcome.drop(columns="path").to_string(index=False))
     return 0 if (outcome.status != "failed").all() else 1
 
 
 def _bench(args) -> int:
     from compressm.bench import run_benchmarks
 
+    if args.repeats < 1:
+        raise CompressmError(f"--repeats must be at least 1, got {args.repeats}")
     run_benchmarks(args.only, out_dir=args.out, repeats=args.repeats, authors=args.authors)
     return 0
 
@@ -82,7 +98,7 @@ def _configs(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m compressm", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m compressm", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(q, data=True):
@@ -91,16 +107,19 @@ def parser() -> argparse.ArgumentParser:
         if data:
             q.add_argument("--data-dir", default=None, help="data folder (default: $COMPRESSM_DATA or ./data)")
 
-    q = sub.add_parser("train", help="train one configuration and write its run record")
+    q = sub.add_parser("train", help="train one configuration and write its run record (the same command resumes"
+                       " an unfinished run)")
     q.add_argument("config", help="config name, e.g. smnist_tau0.02 (see `configs`)")
     q.add_argument("--seed", type=int, required=True)
-    q.add_argument("--out", default=None, help="run folder (default: <runs>/<profile>/<config>/seed_<seed>)")
+    q.add_argument("--out", default=None,
+                   help="run folder (default: <runs>/<profile>/<config>/seed_<seed>, <config>@<overrides> with --set)")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. steps=100")
     q.add_argument("--no-progress", action="store_true")
     common(q)
     q.set_defaults(func=_train)
 
-    q = sub.add_parser("reproduce", help="run a paper table (or configs) through the training notebook, build book")
+    q = sub.add_parser("reproduce", help="run a paper table (or configs) through the training notebook (resuming"
+                       " unfinished runs), build the book")
     q.add_argument("--table", type=int, choices=(2, 3), default=None)
     q.add_argument("--config", nargs="+", default=None)
     q.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the paper's seeds")
@@ -130,8 +149,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from compressm.train import TrainingDiverged
-
     try:
         return args.func(args)
     except TrainingDiverged as error:

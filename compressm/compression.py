@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from compressm import lru, reduction
 from compressm.configs import OptStatePolicy, ReductionConfig
 from compressm.model import block_lru, num_blocks, with_block_lru
+from compressm.records import hsv_key
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,6 @@ class ReductionEvent:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def hsv_key(step: int, block: int) -> str:
-    """Key of a block's HSV snapshot in hsv.npz."""
-    return f"step{step:07d}_block{block}"
-
-
-def snapshot_steps(hsvs: dict) -> list[int]:
-    """Sorted steps at which `hsvs` (keys from `hsv_key`) holds snapshots."""
-    return sorted({int(key[len("step"):].split("_")[0]) for key in hsvs})
 
 
 def rank_for_fraction(n: int, fraction: float) -> int:

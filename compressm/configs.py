@@ -28,6 +28,16 @@ OptStatePolicy = Literal["slice", "reset"]
 NormRule = Literal["ema", "batch"]  # model.BatchNorm: the authors' equinox rule, or flax's batch statistics
 
 
+MAX_SEED = 2**32 - 1  # jax.random.PRNGKey takes 32 bits: larger seeds overflow, negative ones alias others
+
+
+def check_seed(seed: int) -> int:
+    """`seed` if it is an integer in [0, MAX_SEED], else a ConfigError."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    return seed
+
+
 _KEY_PREFIX = {"ModelConfig": "model.", "OptimConfig": "optim.", "ReductionConfig": "reduction.", "RunConfig": ""}
 
 
@@ -154,7 +164,11 @@ class RunConfig:
         _require(self.steps >= 1, f"steps must be a positive number of training steps, got {self.steps}")
         _require(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
         _require(self.eval_every >= 1, f"eval_every must be positive, got {self.eval_every}")
-        _require(0.0 <= self.val_frac < 1.0, f"val_frac must be in [0, 1), got {self.val_frac}")
+        _require(self.eval_batch_size >= 1, f"eval_batch_size must be positive, got {self.eval_batch_size}")
+        _require(0.0 < self.val_frac < 1.0,
+                 f"val_frac must be in (0, 1) (model selection needs a validation split), got {self.val_frac}")
+        _require(self.data_limit is None or self.data_limit >= 1,
+                 f"data_limit must be a positive number of examples or null, got {self.data_limit}")
         _require(self.dataset in DATASETS,
                  f"unknown dataset {self.dataset!r}{_closest(self.dataset, DATASETS)}")
 

@@ -86,6 +86,20 @@ def load_dataset(name: str, data_dir, *, key: jax.Array, val_frac: float = 0.1,
     return Dataset(name, train_x.shape[1], train_x.shape[2], 10, *arrays)
 
 
+def check_available(name: str, data_dir) -> None:
+    """DataError (saying how to download) unless every file of data set `name` is in `data_dir`; reads nothing."""
+    _check_name(name)
+    data_dir = resolve_data_dir(data_dir)
+    if name == "smnist":
+        for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                     "t10k-labels-idx1-ubyte"):
+            _mnist_file(data_dir, stem)
+        return
+    for path in _cifar_files(data_dir):
+        if not path.is_file():
+            raise _missing("scifar", data_dir, path)
+
+
 def download(name: str, data_dir) -> Path:
     """Download the data set through torchvision (MNIST / CIFAR10, download=True) into data_dir; returns data_dir.
 
@@ -177,25 +191,54 @@ def _read_idx(path: Path, magic: int, item_shape: tuple[int, ...], data_dir: Pat
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
+def _cifar_files(data_dir: Path) -> list[Path]:
+    """The five training batches, then the test batch."""
+    folder = data_dir / "cifar-10-batches-py"
+    return [folder / f"data_batch_{i}" for i in range(1, 6)] + [folder / "test_batch"]
+
+
 def _load_cifar10(data_dir: Path) -> tuple[np.ndarray, ...]:
     """(train_x (50000, 1024, 3), train_y, test_x (10000, 1024, 3), test_y), normalised per channel."""
-    folder = data_dir / "cifar-10-batches-py"
-    train = [_read_cifar_batch(folder / f"data_batch_{i}", data_dir) for i in range(1, 6)]
-    test_x, test_y = _read_cifar_batch(folder / "test_batch", data_dir)
+    *train_files, test_file = _cifar_files(data_dir)
+    train = [_read_cifar_batch(path, data_dir) for path in train_files]
+    test_x, test_y = _read_cifar_batch(test_file, data_dir)
     train_x = np.concatenate([x for x, _ in train])
     train_y = np.concatenate([y for _, y in train])
     return _cifar_sequences(train_x), train_y, _cifar_sequences(test_x), test_y
 
 
+# What a CIFAR-10 python batch may name besides dicts, lists, bytes and ints: numpy's array reconstruction
+# (Python 2's numpy.core is numpy._core since numpy 2; protocol 5 pickles rebuild arrays with _frombuffer),
+# and _codecs.encode, with which Python 3 writes bytes in protocol 2.
+_CIFAR_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")} | {
+    (f"{core}.{module}", name) for core in ("numpy.core", "numpy._core")
+    for module, name in (("multiarray", "_reconstruct"), ("numeric", "_frombuffer"))}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what a CIFAR batch holds; any other global is an UnpicklingError."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which no CIFAR-10 batch holds")
+        return super().find_class(module.replace("numpy.core", "numpy._core"), name)
+
+
 def _read_cifar_batch(path: Path, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A CIFAR-10 python batch: data (n, 3072) uint8 channel-major, labels (n,) int32."""
+    """A CIFAR-10 python batch: data (n, 3072) uint8 channel-major, labels (n,) int32.
+
+    Read with a restricted unpickler (`_CIFAR_GLOBALS`): a planted pickle that names anything else (a
+    function to call, a class to build) is refused before it runs.
+    """
     if not path.is_file():
         raise _missing("scifar", data_dir, path)
     try:
         with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _CifarUnpickler(f, encoding="bytes").load()
         data, labels = batch[b"data"], np.asarray(batch[b"labels"], dtype=np.int64)
-    except Exception as e:  # pickle.load on a damaged file can raise almost anything
+    except pickle.UnpicklingError as e:
+        raise _corrupt("scifar", data_dir, path, f"refused to unpickle it: {e}") from None
+    except Exception as e:  # unpickling a damaged file can raise almost anything
         raise _corrupt("scifar", data_dir, path, f"cannot read the pickled batch: {type(e).__name__}") from None
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072):
         raise _corrupt("scifar", data_dir, path, "b'data' is not a uint8 array of shape (n, 3072)")

@@ -1,12 +1,12 @@
 """User-facing errors: one line that says what went wrong and what to do.
 
-The command line turns any `CompressmError` into `error: <message>` and exit status 2;
-anything else is a bug and keeps its traceback.
+The command line turns a `TrainingDiverged` into `error: <message>` and exit status 1, any other
+`CompressmError` into `error: <message>` and exit status 2; anything else is a bug and keeps its traceback.
 """
 
 
 class CompressmError(Exception):
-    """Bad input from the user (config, data, paths); the message is one actionable line."""
+    """Bad input from the user (config, data, paths, run folders); the message is one actionable line."""
 
 
 class ConfigError(CompressmError, ValueError):
@@ -15,3 +15,11 @@ class ConfigError(CompressmError, ValueError):
 
 class DataError(CompressmError, FileNotFoundError):
     """A data set that is missing, incomplete or corrupt."""
+
+
+class TrainingDiverged(CompressmError):
+    """The run broke down at `step` (non-finite loss or parameters); it is recorded as failed."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step

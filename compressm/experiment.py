@@ -4,6 +4,7 @@
     reproduce(table_configs(2), seeds=(8, 42, 123), profile="cpu")     # one executed notebook per run, then build
 """
 
+import difflib
 import os
 import shutil
 import subprocess
@@ -15,89 +16,138 @@ import pandas as pd
 from tqdm import tqdm
 
 from compressm import records
-from compressm.configs import get_config
-from compressm.data import load_dataset, resolve_data_dir
-from compressm.errors import CompressmError
-from compressm.train import RunResult, run_keys, train
+from compressm.configs import check_seed, get_config
+from compressm.data import check_available, load_dataset, resolve_data_dir
+from compressm.errors import CompressmError, ConfigError
+from compressm.train import RunResult, load_result, run_keys, train
 
-REPO = Path(__file__).resolve().parents[1]
-TRAIN_NOTEBOOK = REPO / "book" / "train.ipynb"
-RUNS_ENV = "COMPRESSM_RUNS"  # the runs folder the book reads (default: runs/ in the repository)
-
-
-def runs_root(root: Path | str | None = None) -> Path:
-    """The runs folder: the argument, else $COMPRESSM_RUNS, else runs/ in the repository."""
-    return Path(root or os.environ.get(RUNS_ENV) or REPO / "runs")
+TRAIN_NOTEBOOK = records.REPO / "book" / "train.ipynb"
 
 
 def run_experiment(config_name: str, seed: int, profile: str = "paper", *, out_dir: Path | str | None = None,
                    root: Path | str | None = None, data_dir: Path | str | None = None,
                    overrides: dict | None = None, progress: bool = True) -> RunResult:
-    """Train one configuration with one seed and write its record (default runs/<profile>/<config>/seed_<seed>)."""
+    """Train one configuration with one seed and write its record (default `records.run_dir`: the config's folder,
+    or config@overrides for a run with overrides).
+
+    A complete record of this run is returned as it is, before any data is loaded; an unfinished one resumes;
+    a folder of another run is a one-line CompressmError (see `records.check_identity`).
+    """
     config = get_config(config_name, profile, overrides)
-    out_dir = Path(out_dir) if out_dir else records.run_dir(runs_root(root), profile, config_name, seed)
+    check_seed(seed)
+    out_dir = Path(out_dir) if out_dir else records.run_dir(records.runs_root(root), config, seed)
+    records.check_identity(out_dir, config, seed)
+    if records.is_complete(out_dir):
+        return load_result(out_dir)
     dataset = load_dataset(config.dataset, data_dir, key=run_keys(seed)["split"], val_frac=config.val_frac,
                            limit=config.data_limit)
     return train(config, seed, dataset, out_dir=out_dir, progress=progress, progress_interval_s=30.0)
 
 
-def _execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Path, data_dir) -> str:
-    """Execute the training notebook for one run into out_dir; 'complete' or 'failed' (recorded as such)."""
+def check_parameters(namespace: dict, names_before: set) -> None:
+    """In a parameterised notebook: ConfigError naming any injected parameter the parameters cell does not declare.
+
+    `names_before` is set(globals()) taken in a cell before the parameters cell; the declared parameters are
+    the annotated names of the parameters cell (`__annotations__`); injected ones are the other new names that
+    hold literals (imports do not). Papermill only warns about an unknown parameter, so a typo (-p sed 7)
+    would otherwise run the defaults. Also checks each value's type.
+    """
+    declared = namespace.get("__annotations__", {})
+    for name in sorted(set(namespace) - names_before - set(declared)):
+        literal = isinstance(namespace[name], (str, int, float, list, dict, type(None)))
+        if literal and not name.startswith("_"):  # IPython's own history names (_i3, _3, ...)
+            match = difflib.get_close_matches(name, list(declared), n=1)
+            hint = f" (did you mean {match[0]!r}?)" if match else ""
+            raise ConfigError(f"unknown notebook parameter {name!r}{hint}; the parameters are {', '.join(declared)}")
+    for name, kind in declared.items():
+        if not isinstance(namespace[name], kind) or (isinstance(namespace[name], bool) and kind is not bool):
+            raise ConfigError(f"notebook parameter {name} = {namespace[name]!r} should be of type {kind.__name__}")
+
+
+def _execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Path, data_dir) -> tuple[str, str]:
+    """Execute the training notebook for one run into out_dir: ('complete', '') or ('failed', reason).
+
+    A notebook that fails without writing its record (an exception before training, a dead kernel) gets a
+    failed record; its checkpoint, if any, stays for the next attempt to resume from.
+    """
     import papermill as pm
 
-    records.prepare_run_dir(out_dir)
     parameters = {"config": name, "seed": seed, "profile": profile, "out_dir": str(out_dir),
                   "data_dir": str(data_dir)}
+    try:  # fail fast, before papermill writes train.ipynb, if another process writes the folder
+        with records.locked(out_dir):
+            pass
+    except CompressmError as error:
+        return "failed", str(error)
     try:
         pm.execute_notebook(str(notebook), str(out_dir / "train.ipynb"), parameters=parameters,
                             kernel_name="python3", progress_bar=False, cwd=str(notebook.parent))
-        return "complete"
-    except pm.PapermillExecutionError as error:
-        if not (out_dir / records.METRICS).exists():
-            records.save_failure(out_dir, get_config(name, profile), seed, f"{error.ename}: {error.evalue}")
-        return "failed"
+        return "complete", ""
+    except Exception as error:  # PapermillExecutionError, a dead kernel (nbclient's DeadKernelError), ...
+        reason = (f"{error.ename}: {error.evalue}" if isinstance(error, pm.PapermillExecutionError)
+                  else f"{type(error).__name__}: {' '.join(str(error).split())}")
+    try:
+        if records.record_state(out_dir) != "failed":
+            records.save_failure(out_dir, get_config(name, profile), seed, reason)
+    except CompressmError as error:  # e.g. another process writes the folder
+        reason += f" (not recorded: {error})"
+    return "failed", reason
+
+
+def _plan(configs, seeds, profile: str, root: Path, data_dir: Path) -> list[tuple[str, int, Path, str]]:
+    """(config, seed, folder, state before) of every run, after checking everything that would stop one:
+    seeds, configs, the data, and that no folder holds another run (CompressmError, before any run)."""
+    for seed in seeds:
+        check_seed(seed)
+    named = {name: get_config(name, profile) for name in configs}  # fail on a bad name or profile
+    for dataset in sorted({config.dataset for config in named.values()}):
+        check_available(dataset, data_dir)
+    plan = []
+    for name, config in named.items():
+        for seed in seeds:
+            out_dir = records.run_dir(root, config, seed)
+            records.check_identity(out_dir, config, seed)
+            plan.append((name, seed, out_dir, records.record_state(out_dir)))
+    return plan
 
 
 def reproduce(configs, seeds, profile: str, *, root: Path | str | None = None, data_dir: Path | str | None = None,
-              notebook: Path = TRAIN_NOTEBOOK, jobs: int = 1, build: bool = True) -> pd.DataFrame:
+              notebook: Path | str = TRAIN_NOTEBOOK, jobs: int = 1, build: bool = True) -> pd.DataFrame:
     """Execute the training notebook once per (config, seed) into its run folder, then build the book.
 
-    Complete runs are skipped. A run whose notebook fails is recorded as failed (its executed notebook,
-    kept beside the record, shows the error) and is never counted in a table. With jobs > 1, that many
-    notebooks run at once, each single-threaded (XLA_FLAGS); it pays only where cores do not share memory
-    bandwidth (on the 2-vCPU machine of this project it gained nothing). Compilations are
-    cached on disk ($JAX_COMPILATION_CACHE_DIR, default ~/.cache/compressm/jax) across runs.
-    Returns one row per run.
+    Complete runs are skipped; unfinished ones (a checkpoint, or a failed record) are listed and resumed. A
+    run whose notebook fails is recorded as failed (its executed notebook, kept beside the record, shows the
+    error) and is never counted in a table. Bad seeds or configs, missing data and folders holding another run
+    stop everything before any run starts. With jobs > 1, that many notebooks run at once, each
+    single-threaded (XLA_FLAGS); it pays only where cores do not share memory bandwidth (on the 2-vCPU machine
+    of this project it gained nothing). Compilations are cached on disk ($JAX_COMPILATION_CACHE_DIR, default
+    ~/.cache/compressm/jax) across runs. Returns one row per run: config, seed, before (its state before this
+    call: new, unfinished, failed, complete), status (complete, failed, skipped (complete)), reason, path.
     """
-    root = runs_root(root).resolve()
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, got {jobs}")
+    root, notebook = records.runs_root(root).resolve(), Path(notebook)
     data_dir = resolve_data_dir(data_dir).resolve()  # notebooks run in book/: relative paths would move
-    for name in configs:
-        get_config(name, profile)  # fail on a bad name or profile before any work
+    plan = _plan(list(dict.fromkeys(configs)), list(dict.fromkeys(seeds)), profile, root, data_dir)
+    unfinished = [f"{name} seed {seed}" for name, seed, _, before in plan if before in ("unfinished", "failed")]
+    if unfinished:
+        tqdm.write(f"resuming {len(unfinished)} unfinished run(s): {', '.join(unfinished)}")
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "compressm" / "jax"))
     if jobs > 1:
         os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    outcomes = {}
-    todo = []
-    for name in configs:
-        for seed in seeds:
-            out_dir = records.run_dir(root, profile, name, seed)
-            if records.is_complete(out_dir):
-                outcomes[name, seed] = ("skipped (complete)", out_dir)
-            else:
-                todo.append((name, seed, out_dir))
+    outcomes = {(name, seed): ("skipped (complete)", "") for name, seed, _, before in plan if before == "complete"}
+    todo = [run for run in plan if run[3] != "complete"]
     with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="runs", unit="run") as bar:
-        futures = {pool.submit(_execute_run, notebook, name, seed, profile, out_dir, data_dir): (name, seed, out_dir)
-                   for name, seed, out_dir in todo}
+        futures = {pool.submit(_execute_run, notebook, name, seed, profile, out_dir, data_dir): (name, seed)
+                   for name, seed, out_dir, _ in todo}
         for future in as_completed(futures):
-            name, seed, out_dir = futures[future]
-            outcomes[name, seed] = (future.result(), out_dir)
-            bar.set_postfix_str(f"{name} seed {seed}: {outcomes[name, seed][0]}")
+            outcomes[futures[future]] = future.result()
+            bar.set_postfix_str(f"{' seed '.join(map(str, futures[future]))}: {outcomes[futures[future]][0]}")
             bar.update()
     if build:
         build_book(root)
-    rows = [(name, seed, *outcomes[name, seed]) for name in configs for seed in seeds]
-    return pd.DataFrame([(n, s, status, str(path)) for n, s, status, path in rows],
-                        columns=["config", "seed", "status", "path"])
+    return pd.DataFrame([(name, seed, before, *outcomes[name, seed], str(path)) for name, seed, path, before in plan],
+                        columns=["config", "seed", "before", "status", "reason", "path"])
 
 
 def build_book(root: Path | str | None = None, output: Path | str | None = None) -> Path:
@@ -105,11 +155,11 @@ def build_book(root: Path | str | None = None, output: Path | str | None = None)
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or shutil.which("jupyter-book")
     if jb is None:
         raise CompressmError("jupyter-book is not installed; run: pip install -r requirements.txt")
-    env = {**os.environ, RUNS_ENV: str(runs_root(root).resolve())}
+    env = {**os.environ, records.RUNS_ENV: str(records.runs_root(root).resolve())}
     # --all: result pages read runs/, which Sphinx does not track, so every page is re-read and re-executed
-    command = [jb, "build", str(REPO), "--all", "-W", "-n", "--keep-going"]
+    command = [jb, "build", str(records.REPO), "--all", "-W", "-n", "--keep-going"]
     if output:
         command += ["--path-output", str(output)]
     if subprocess.run(command, env=env).returncode != 0:
         raise CompressmError("the book build failed (see the log above); fix the page it names and re-run")
-    return Path(output or REPO) / "_build" / "html"
+    return Path(output or records.REPO) / "_build" / "html"

@@ -4,9 +4,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from compressm.compression import hsv_key, snapshot_steps
 from compressm.lru import RECURRENCES
 from compressm.paper import role
+from compressm.records import hsv_key, snapshot_steps
 
 
 def _mark_reductions(ax, metrics: dict) -> None:

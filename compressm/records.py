@@ -1,21 +1,30 @@
-"""Run records on disk: one folder per run, written atomically, and loaded back into pandas.
+"""Run records on disk: one folder per run, bound to one identity, one writer at a time, loaded into pandas.
 
-    runs/<profile>/<config>/seed_<seed>/
-        config.yaml      the resolved RunConfig
-        hsv.npz          HSV spectra of every block at init and every evaluation (keys step<7 digits>_block<i>)
-        params.msgpack   final parameters and batch statistics (flax msgpack, no pickle)
-        metrics.json     status, summary, history, reduction events, environment; written LAST
-        train.ipynb      the executed notebook, when the run was made through papermill
+    runs/<profile>/<config>/seed_<seed>/               a config as packaged (the folder the book counts)
+    runs/<profile>/<config>@<overrides>/seed_<seed>/   the same config with overrides, e.g. smnist_tau0.02@steps=10
+        config.yaml        the run's identity: its seed and resolved config; written FIRST, checked by every writer
+        checkpoint.msgpack the run state at its last evaluation (while unfinished; see `train.py`)
+        hsv.npz            HSV spectra of every block at init and every evaluation (keys from `hsv_key`)
+        params.msgpack     final parameters and batch statistics (flax msgpack, no pickle)
+        metrics.json       status, summary, history, reduction events, environment; written LAST
+        train.ipynb        the executed notebook, when the run was made through papermill
+        .lock              the writer's lock (fcntl), held while a process writes the folder
 
 Every file is written to a temporary name and renamed, and metrics.json goes last, so a folder whose
-metrics.json is missing (or says "failed") is never taken for a result.
+metrics.json is missing (or says "failed") is never taken for a result. A record counts in the book only if
+its identity is the one its folder's name gives (`folder_identity`).
 """
 
+import dataclasses
+import fcntl
+import functools
+import hashlib
 import io
 import json
 import os
 import platform
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import flax.serialization
@@ -24,38 +33,202 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from compressm.configs import RunConfig
+from compressm.configs import ModelConfig, RunConfig, from_dict, get_config
 from compressm.errors import CompressmError
 
+REPO = Path(__file__).resolve().parents[1]
+RUNS_ENV = "COMPRESSM_RUNS"  # the runs folder the book reads (default: runs/ in the repository)
 SCHEMA_VERSION = 1
-METRICS = "metrics.json"
+CONFIG, METRICS, CHECKPOINT, LOCK = "config.yaml", "metrics.json", "checkpoint.msgpack", ".lock"
+
+# Fields added to the config after records were first written, with the value every earlier record used.
+_ADDED_FIELDS = {"model": {"norm": "batch"}}
+_SECTIONS = {"model": ModelConfig}
 
 
-def run_dir(root: Path | str, profile: str, config_name: str, seed: int) -> Path:
-    """The record folder of one run: root/profile/config/seed_<seed>."""
-    return Path(root) / profile / config_name / f"seed_{seed}"
+def runs_root(root: Path | str | None = None) -> Path:
+    """The runs folder: the argument, else $COMPRESSM_RUNS, else runs/ in the repository."""
+    return Path(root or os.environ.get(RUNS_ENV) or REPO / "runs")
 
 
-def prepare_run_dir(path: Path | str) -> Path:
-    """Create the folder if needed and check it is writable (one-line CompressmError if not)."""
+def hsv_key(step: int, block: int) -> str:
+    """Key of a block's HSV snapshot in hsv.npz."""
+    return f"step{step:07d}_block{block}"
+
+
+def snapshot_steps(hsvs: dict) -> list[int]:
+    """Sorted steps at which `hsvs` (keys from `hsv_key`) holds snapshots."""
+    return sorted({int(key[len("step"):].split("_")[0]) for key in hsvs})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Identity: (resolved config, seed), and the folder it belongs in
+# ----------------------------------------------------------------------------------------------------------
+@functools.cache
+def _packaged(name: str, profile: str) -> RunConfig | None:
+    """The config `name` as packaged, scaled to `profile`; None if there is no such config or profile."""
+    try:
+        return get_config(name, profile)
+    except CompressmError:
+        return None
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    """{'model': {'width': 8}} -> {'model.width': 8}."""
+    out = {}
+    for key, value in values.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return out
+
+
+def run_name(config: RunConfig) -> str:
+    """'smnist_tau0.02' for a packaged config, else 'smnist_tau0.02@steps=10,reduction.tau=0.5' (the keys
+    that differ from the packaged config, sorted; a hash replaces the list where it would be too long)."""
+    packaged = _packaged(config.name, config.profile)
+    if packaged == config:
+        return config.name
+    base = _flat(packaged.to_dict()) if packaged else {}
+    changed = sorted((k, v) for k, v in _flat(config.to_dict()).items() if k not in base or base[k] != v)
+    slug = ",".join(f"{key}={value}" for key, value in changed)
+    if len(slug) > 120 or not packaged:
+        slug = f"{slug[:80]}~{hashlib.sha256(slug.encode()).hexdigest()[:10]}"
+    return f"{config.name}@{slug}"
+
+
+def describe(config: RunConfig, seed: int) -> str:
+    """'smnist_tau0.02@steps=10 seed 3 (smoke profile)': a run's identity in words."""
+    return f"{run_name(config)} seed {seed} ({config.profile} profile)"
+
+
+def run_dir(root: Path | str, config: RunConfig, seed: int) -> Path:
+    """The record folder of a run: root/<profile>/<run_name(config)>/seed_<seed>."""
+    return Path(root) / config.profile / run_name(config) / f"seed_{seed}"
+
+
+def folder_identity(path: Path | str) -> tuple[RunConfig, int] | None:
+    """The (config, seed) that a folder named <profile>/<config>/seed_<seed> stands for; None for other names."""
+    path = Path(path)
+    seed = path.name.removeprefix("seed_")
+    if not seed.isdigit() or path.name != f"seed_{int(seed)}" or len(path.parts) < 3:
+        return None
+    config = _packaged(path.parent.name, path.parent.parent.name)
+    return (config, int(seed)) if config else None
+
+
+def upgraded_config(values: dict) -> dict:
+    """A stored config dict in today's layout: a field added since it was written gets the value older runs
+    used (`_ADDED_FIELDS`; e.g. records without model.norm were trained with batch statistics)."""
+    values = dict(values)
+    for section, added in _ADDED_FIELDS.items():
+        known = {f.name for f in dataclasses.fields(_SECTIONS[section])}
+        values[section] = {**{k: v for k, v in added.items() if k in known}, **(values.get(section) or {})}
+    return values
+
+
+def _read_yaml(file: Path) -> dict:
+    try:
+        values = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        raise CompressmError(f"{file} is not valid YAML ({type(error).__name__}); delete that run folder") from None
+    if not isinstance(values, dict):
+        raise CompressmError(f"{file} is not a run config; delete that run folder")
+    return values
+
+
+def stored_identity(path: Path | str) -> tuple[RunConfig, int] | None:
+    """The (config, seed) recorded in a run folder's config.yaml; None if it has none.
+
+    Records written before the seed was stored beside the config take it from their metrics.json.
+    """
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        return None
+    values = _read_yaml(path / CONFIG)
+    if "seed" not in values and not (path / METRICS).is_file():
+        raise CompressmError(f"{path / CONFIG} names no seed and the folder holds no record (an older library's"
+                             " run that never finished); delete that folder and re-run")
+    seed = values.pop("seed") if "seed" in values else load_metrics(path)["seed"]
+    try:
+        return from_dict(upgraded_config(values)), seed
+    except CompressmError as error:
+        raise CompressmError(f"{path / CONFIG} does not load ({error}); it was edited or written by another"
+                             " version of the library") from None
+
+
+def load_config(path: Path | str) -> dict:
+    """The resolved config of a run, as a dict (in today's layout, see `upgraded_config`)."""
+    return stored_identity(path)[0].to_dict()
+
+
+def check_identity(path: Path | str, config: RunConfig, seed: int) -> None:
+    """Raise a one-line CompressmError unless run folder `path` may hold the run (config, seed): its name
+    does not stand for another run, and it holds no other run."""
+    path = Path(path)
+    for claim, what in ((folder_identity(path), "is the folder of"), (stored_identity(path), "holds")):
+        if claim is not None and claim != (config, seed):
+            raise CompressmError(f"{path} {what} {describe(*claim)}, not {describe(config, seed)}; changed nothing."
+                                 f" This run's own folder is <runs>/{config.profile}/{run_name(config)}/seed_{seed}"
+                                 " (the default when --out is left out)")
+
+
+@contextmanager
+def locked(path: Path | str):
+    """Hold the exclusive writer lock of run folder `path` (created if needed) for the `with` block.
+
+    fcntl.flock on path/.lock: released when the block ends or the process dies. A second writer gets a
+    one-line CompressmError at once instead of waiting.
+    """
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
         raise CompressmError(f"output folder {path} is not writable ({error.strerror}); choose another with --out")
-    return path
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise CompressmError(f"{path} is being written by another process (pid {holder}); wait for it to"
+                                 " finish, or stop it and re-run the same command to resume") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)
 
 
+@contextmanager
+def claimed(path: Path | str, config: RunConfig, seed: int):
+    """Run folder `path` held for writing run (config, seed): locked, its identity checked (and written if new),
+    a failed record and temporary files of earlier attempts removed. Yields the folder."""
+    with locked(path) as path:
+        check_identity(path, config, seed)
+        if not (path / CONFIG).is_file():
+            _atomic_write(path / CONFIG, yaml.safe_dump({"seed": seed, **config.to_dict()}, sort_keys=False).encode())
+        if record_state(path) == "failed":
+            (path / METRICS).unlink()
+        for leftover in path.glob(".*.tmp-*"):
+            leftover.unlink()
+        yield path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------------------
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path` (one-line error if it fails)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise CompressmError(f"could not write {path} ({error.strerror}); free space or fix permissions, then"
+                             " re-run the same command (it resumes from the last checkpoint)") from None
 
 
 def _plain(value):
@@ -76,10 +249,9 @@ def _git_commit() -> str:
     has changes), else 'unknown'."""
     if os.environ.get("COMPRESSM_COMMIT"):
         return os.environ["COMPRESSM_COMMIT"]
-    root = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "compressm"], cwd=root, capture_output=True,
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "compressm"], cwd=REPO, capture_output=True,
                                text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -116,46 +288,104 @@ def environment() -> dict:
     }
 
 
-def save_run(out_dir: Path, config: RunConfig, metrics: dict, hsvs: dict, variables: dict) -> None:
-    """Write a run's record files; metrics.json (with schema version and environment) goes last."""
-    out_dir = Path(out_dir)
-    (out_dir / METRICS).unlink(missing_ok=True)  # never pair an old metrics.json with new files
-    _atomic_write(out_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
+EMPTY_SUMMARY = {  # the summary of metrics.json, as a run that measured nothing has it
+    "test_acc": float("nan"), "best_val_acc": float("nan"), "best_step": 0, "state_sizes_at_best": [],
+    "final_state_sizes": [], "mean_state_size": float("nan"), "train_time_s": float("nan"),
+    "eval_time_s": float("nan"), "reduction_time_s": float("nan"), "wall_time_s": float("nan"), "steps_done": 0,
+}
+
+
+def metrics_record(config: RunConfig, seed: int, *, status: str, failure: dict | None = None,
+                   recurrence: str | None = None, summary: dict | None = None, history=(), reductions=(),
+                   rollbacks=(), resumes=()) -> dict:
+    """The content of metrics.json (saving adds schema version and environment): the one place its layout is built.
+
+    `summary` has the keys of EMPTY_SUMMARY; `resumes` lists the steps from which the run was resumed.
+    """
+    return {"status": status, "failure": failure, "config": config.name, "profile": config.profile, "seed": seed,
+            "recurrence": recurrence, "summary": {**EMPTY_SUMMARY, **(summary or {})}, "history": list(history),
+            "reductions": list(reductions), "rollbacks": list(rollbacks), "resumes": list(resumes)}
+
+
+def save_run(path: Path | str, metrics: dict, hsvs: dict, variables: dict) -> None:
+    """Write a run's record files into its claimed folder; metrics.json (with schema version and environment)
+    goes last. The checkpoint of a complete run is then deleted: the record holds all it had that a reader
+    needs, and a complete run is never resumed. A failed run keeps it, for a re-run to resume from."""
+    path = Path(path)
     buffer = io.BytesIO()
     np.savez(buffer, **hsvs)
-    _atomic_write(out_dir / "hsv.npz", buffer.getvalue())
-    _atomic_write(out_dir / "params.msgpack", flax.serialization.msgpack_serialize(jax.device_get(variables)))
-    _write_metrics(out_dir, metrics)
+    _atomic_write(path / "hsv.npz", buffer.getvalue())
+    _atomic_write(path / "params.msgpack", flax.serialization.msgpack_serialize(jax.device_get(variables)))
+    _write_metrics(path, metrics)
+    if metrics["status"] == "complete":
+        (path / CHECKPOINT).unlink(missing_ok=True)
 
 
-def _write_metrics(out_dir: Path, metrics: dict) -> None:
-    """metrics.json with schema version and environment: the file that marks a record as written."""
+def _write_metrics(path: Path, metrics: dict) -> None:
     record = {"schema_version": SCHEMA_VERSION, **metrics, "environment": environment()}
-    _atomic_write(Path(out_dir) / METRICS, json.dumps(_plain(record), indent=1, allow_nan=False).encode())
+    _atomic_write(Path(path) / METRICS, json.dumps(_plain(record), indent=1, allow_nan=False).encode())
 
 
-def save_failure(out_dir: Path, config: RunConfig, seed: int, reason: str) -> None:
-    """Record a run that failed before it could write its own record (e.g. its notebook raised)."""
-    summary = dict.fromkeys(["test_acc", "best_val_acc", "mean_state_size", "train_time_s", "eval_time_s",
-                             "reduction_time_s", "wall_time_s"], float("nan"))
-    summary.update(best_step=0, steps_done=0, state_sizes_at_best=[], final_state_sizes=[])
-    metrics = {"status": "failed", "failure": {"step": None, "reason": reason}, "config": config.name,
-               "profile": config.profile, "seed": seed, "recurrence": None, "summary": summary,
-               "history": [], "reductions": [], "rollbacks": []}
-    _write_metrics(out_dir, metrics)
+def save_failure(path: Path | str, config: RunConfig, seed: int, reason: str) -> None:
+    """Record a run that failed before it could write its own record (e.g. its notebook's kernel died).
+
+    Takes the folder's lock; a complete record or another run's folder is left alone (CompressmError).
+    """
+    with claimed(path, config, seed) as path:
+        if record_state(path) != "complete":
+            _write_metrics(path, metrics_record(config, seed, status="failed",
+                                                failure={"step": None, "reason": reason}))
 
 
+def save_checkpoint(path: Path | str, state: dict) -> None:
+    """Write a run's state (a pytree of arrays and plain values) as the folder's checkpoint, atomically."""
+    _atomic_write(Path(path) / CHECKPOINT, flax.serialization.msgpack_serialize(jax.device_get(state)))
+
+
+def load_checkpoint(path: Path | str) -> dict | None:
+    """The state saved by `save_checkpoint` (numpy arrays and plain values), or None if the folder has none."""
+    file = Path(path) / CHECKPOINT
+    if not file.is_file():
+        return None
+    try:
+        return flax.serialization.msgpack_restore(file.read_bytes())
+    except Exception as error:  # msgpack raises several types on a damaged file
+        raise CompressmError(f"{file} is unreadable ({type(error).__name__}); delete it to start the run over") \
+            from None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------------------
 def load_metrics(path: Path | str) -> dict:
-    """The metrics.json of a run folder."""
-    return json.loads((Path(path) / METRICS).read_text())
+    """The metrics.json of a run folder; a one-line CompressmError if it is not a record of this schema."""
+    file = Path(path) / METRICS
+    try:
+        record = json.loads(file.read_text())
+    except ValueError:
+        raise CompressmError(f"{file} is not valid JSON; delete that run folder and re-run it") from None
+    if isinstance(record, dict) and "schema_version" in record and record["schema_version"] != SCHEMA_VERSION:
+        raise CompressmError(f"{file} has schema version {record['schema_version']}, expected {SCHEMA_VERSION};"
+                             " load it with the matching library version, or delete that run folder and re-run it")
+    if not (isinstance(record, dict) and record.get("status") in ("complete", "failed")
+            and isinstance(record.get("summary"), dict) and set(EMPTY_SUMMARY) <= set(record["summary"])
+            and "schema_version" in record):
+        raise CompressmError(f"{file} is not a run record (no status, summary or schema version); delete that run"
+                             " folder and re-run it")
+    return record
+
+
+def record_state(path: Path | str) -> str:
+    """'complete' or 'failed' (metrics.json says so), 'unfinished' (a checkpoint and no record yet), or 'new'."""
+    path = Path(path)
+    if (path / METRICS).is_file():
+        return load_metrics(path)["status"]
+    return "unfinished" if (path / CHECKPOINT).is_file() else "new"
 
 
 def is_complete(path: Path | str) -> bool:
     """Whether a run folder holds a finished, successful run."""
-    try:
-        return load_metrics(path)["status"] == "complete"
-    except (OSError, ValueError, KeyError):
-        return False
+    return record_state(path) == "complete"
 
 
 def load_hsvs(path: Path | str) -> dict[str, np.ndarray]:
@@ -169,41 +399,42 @@ def load_variables(path: Path | str) -> dict:
     return flax.serialization.msgpack_restore((Path(path) / "params.msgpack").read_bytes())
 
 
-def load_config(path: Path | str) -> dict:
-    """The resolved config of a run, as a dict."""
-    return yaml.safe_load((Path(path) / "config.yaml").read_text())
+RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "counted", "test_acc", "best_val_acc",
+                "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s",
+                "reduction_time_s", "recurrence", "hardware", "commit", "path"]
+
+
+def _run_row(folder: Path) -> dict | None:
+    """One row of `load_runs` for a run folder, or None if it holds nothing yet."""
+    state = record_state(folder)
+    if state == "new":
+        return None
+    metrics = load_metrics(folder) if state in ("complete", "failed") else None
+    identity = stored_identity(folder)
+    if identity:
+        (config, seed), overrides = identity, run_name(identity[0]).partition("@")[2]
+        profile, name = config.profile, config.name
+    else:  # a failed record written without its config
+        profile, name, seed, overrides = metrics["profile"], metrics["config"], metrics["seed"], None
+    summary = metrics["summary"] if metrics else {**EMPTY_SUMMARY, "steps_done": load_checkpoint(folder)["step"]}
+    environment = metrics["environment"] if metrics else {"hardware": None, "commit": None}
+    return {"profile": profile, "config": name, "seed": seed, "overrides": overrides, "status": state,
+            "counted": state == "complete" and identity is not None and identity == folder_identity(folder),
+            **{k: summary[k] for k in ("test_acc", "best_val_acc", "mean_state_size", "final_state_sizes",
+                                       "train_time_s", "wall_time_s", "eval_time_s", "reduction_time_s")},
+            "steps": summary["steps_done"], "recurrence": metrics["recurrence"] if metrics else None,
+            "hardware": environment["hardware"], "commit": environment["commit"], "path": str(folder)}
 
 
 def load_runs(root: Path | str) -> pd.DataFrame:
-    """One row per run folder under root/<profile>/<config>/seed_<seed>/ that has a metrics.json.
+    """One row per run folder root/<profile>/<config or config@overrides>/seed_<seed>/ holding a record or a checkpoint.
 
-    Columns: profile, config, seed, status, test_acc, best_val_acc, mean_state_size, final_state_sizes, steps,
-    train_time_s, wall_time_s, eval_time_s, reduction_time_s, recurrence, hardware, commit, path.
-    Failed runs are included (status 'failed'); filter on status before aggregating.
+    Columns: RUNS_COLUMNS. `status` is complete, failed or unfinished; `counted` is True only for a complete
+    record whose identity is its folder's (the packaged config, that seed): aggregate those, list the others
+    apart. `overrides` is '' for a packaged config, else the overridden keys (see `run_name`).
     """
-    rows = []
-    for path in sorted(Path(root).glob(f"*/*/seed_*/{METRICS}")):
-        try:
-            record = json.loads(path.read_text())
-        except ValueError:
-            raise CompressmError(f"{path} is not valid JSON; delete that run folder and re-run it") from None
-        if record.get("schema_version") != SCHEMA_VERSION:
-            raise CompressmError(f"{path} has schema version {record.get('schema_version')}, expected "
-                                 f"{SCHEMA_VERSION}; re-run it or load it with the matching library version")
-        summary = record["summary"]
-        rows.append({
-            "profile": record["profile"], "config": record["config"], "seed": record["seed"],
-            "status": record["status"], "test_acc": summary["test_acc"], "best_val_acc": summary["best_val_acc"],
-            "mean_state_size": summary["mean_state_size"], "final_state_sizes": summary["final_state_sizes"],
-            "steps": summary["steps_done"], "train_time_s": summary["train_time_s"],
-            "wall_time_s": summary["wall_time_s"], "eval_time_s": summary["eval_time_s"],
-            "reduction_time_s": summary["reduction_time_s"], "recurrence": record["recurrence"],
-            "hardware": record["environment"]["hardware"], "commit": record["environment"]["commit"],
-            "path": str(path.parent),
-        })
-    columns = ["profile", "config", "seed", "status", "test_acc", "best_val_acc", "mean_state_size",
-               "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s", "reduction_time_s",
-               "recurrence", "hardware", "commit", "path"]
+    rows = [_run_row(folder) for folder in sorted(Path(root).glob("*/*/seed_*")) if folder.is_dir()]
     numeric = ["test_acc", "best_val_acc", "mean_state_size", "train_time_s", "wall_time_s", "eval_time_s",
                "reduction_time_s"]
-    return pd.DataFrame(rows, columns=columns).astype({column: float for column in numeric})  # null -> NaN
+    frame = pd.DataFrame([row for row in rows if row], columns=RUNS_COLUMNS)
+    return frame.astype({column: float for column in numeric} | {"counted": bool})  # null -> NaN

@@ -41,6 +41,37 @@ def _unknown(kind: str, value, choices) -> ValueError:
     return ValueError(f"unknown {kind} {value!r}; use one of {list(typing.get_args(choices))}")
 
 
+class InvalidSystem(ValueError):
+    """A system that has no Hankel singular values to truncate by (see `system_defects`)."""
+
+
+DEFECTS = (  # what makes a system unreducible, in the order `system_defects` tests it
+    "lambda has NaN or infinite entries (non-finite or overflowing parameters)",
+    "B has NaN or infinite entries (non-finite or overflowing parameters)",
+    "C has NaN or infinite entries (non-finite or overflowing parameters)",
+    "unstable: some |lambda| >= 1, so the Gramians do not exist",
+    "lambda = 0 has no LRU parameters (nu_log would be infinite)",
+    "B = 0: the system has no input, so every HSV is zero and there is nothing to rank",
+    "C = 0: the system has no output, so every HSV is zero and there is nothing to rank",
+)
+
+
+def system_defects(lambdas: jax.Array, B: jax.Array, C: jax.Array) -> jax.Array:
+    """Which DEFECTS (bool (7,)) the system (lambdas (N,), B (N, H), C (H, N)) has; traceable, so a jitted
+    reduction returns it beside its result and `refuse_defects` checks it on the host."""
+    radius = jnp.abs(lambdas)
+    finite = [jnp.all(jnp.isfinite(M)) for M in (lambdas, B, C)]
+    return jnp.stack([~finite[0], ~finite[1], ~finite[2], jnp.any(radius >= 1), jnp.any(radius == 0),
+                      ~jnp.any(B != 0), ~jnp.any(C != 0)])
+
+
+def refuse_defects(defects) -> None:
+    """Raise InvalidSystem naming the first defect flagged in `defects` (7,), if any."""
+    flagged = np.flatnonzero(np.asarray(defects))
+    if flagged.size:
+        raise InvalidSystem(DEFECTS[flagged[0]])
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Gramians and Hankel singular values
 # ----------------------------------------------------------------------------------------------------------
@@ -245,14 +276,20 @@ def _system_in(params: dict, precision: Precision):
 
 
 @partial(jax.jit, static_argnames=("system", "precision"))
-def _lru_hsv(params: dict, system: HsvSystem, precision: Precision) -> jax.Array:
-    return system_hsv(*_system_in(params, precision), system)
+def _lru_hsv(params: dict, system: HsvSystem, precision: Precision) -> tuple[jax.Array, jax.Array]:
+    diagonal = _system_in(params, precision)
+    return system_hsv(*diagonal, system), system_defects(*diagonal)
 
 
 def lru_hsv(params: dict, *, system: HsvSystem = "complex", precision: Precision = "float64") -> np.ndarray:
-    """HSVs of one LRU layer (`lru.PARAMS`, N states), descending: (N,) for 'complex', (2N,) for 'real'."""
+    """HSVs of one LRU layer (`lru.PARAMS`, N states), descending: (N,) for 'complex', (2N,) for 'real'.
+
+    Raises InvalidSystem for a layer that has none (`system_defects`).
+    """
     with _with_precision(precision):
-        return np.asarray(_lru_hsv(params, system, precision))
+        hsv, defects = _lru_hsv(params, system, precision)
+        refuse_defects(defects)
+        return np.asarray(hsv)
 
 
 class BalancedLRU(NamedTuple):
@@ -268,9 +305,10 @@ class BalancedLRU(NamedTuple):
 
 @partial(jax.jit, static_argnames=("system", "method", "precision"))
 def _balance_lru(params: dict, system: HsvSystem, method: Method, precision: Precision):
-    A, B, C, P, Q = system_gramians(*_system_in(params, precision), system)
+    diagonal = _system_in(params, precision)
+    A, B, C, P, Q = system_gramians(*diagonal, system)
     hsv, bal = hsv_and_balancing(P, Q, method)
-    return hsv, A, B, C, bal
+    return hsv, A, B, C, bal, system_defects(*diagonal)
 
 
 def balance_lru(params: dict, *, system: HsvSystem = "complex", method: Method = "sqrtm",
@@ -278,10 +316,12 @@ def balance_lru(params: dict, *, system: HsvSystem = "complex", method: Method =
     """HSVs and balancing transform of one LRU layer (`lru.PARAMS`, N states) in one pass.
 
     One program is compiled per state size N (and system, method, precision); `precision` is that of the
-    Gramians, HSVs and balancing, whatever the dtype of the parameters.
+    Gramians, HSVs and balancing, whatever the dtype of the parameters. Raises InvalidSystem for a layer
+    that cannot be reduced (`system_defects`).
     """
     with _with_precision(precision):
-        hsv, A, B, C, bal = _balance_lru(params, system, method, precision)
+        hsv, A, B, C, bal, defects = _balance_lru(params, system, method, precision)
+        refuse_defects(defects)
         A, B, C, T, Tinv = (np.asarray(M) for M in (A, B, C, bal.T, bal.Tinv))
         return BalancedLRU(np.asarray(hsv), A, B, C, Balancing(T, Tinv), system)
 

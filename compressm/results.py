@@ -4,7 +4,8 @@ The paper's aggregation: accuracy = mean of the top-3 seeds, +- = standard devia
 (population, ddof = 0), state size = per-block mean, then mean +- std over seeds. Training time is
 `train_time_s` (training steps and recompilations, evaluation excluded); a speedup divides the baseline's
 mean time by a config's, and only between runs of the same profile, hardware and recurrence.
-Only complete runs count; failed ones are listed apart.
+Only counted runs count (`records.load_runs`: complete, and the packaged config of their folder); failed,
+unfinished and overridden ones are listed apart.
 """
 
 import json
@@ -15,13 +16,12 @@ import pandas as pd
 
 from compressm import lru, records
 from compressm.configs import get_config
-from compressm.experiment import runs_root
 from compressm.paper import SEEDS, paper_table, paper_values, scratch_partners, table_configs
 
 
 def load_table_runs(table: int, root=None) -> pd.DataFrame:
     """All run rows (any status) of a paper table's configs under the runs folder."""
-    runs = records.load_runs(runs_root(root))
+    runs = records.load_runs(records.runs_root(root))
     return runs[runs.config.isin(table_configs(table))].reset_index(drop=True)
 
 
@@ -34,7 +34,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
     Columns: n_seeds, seeds, acc_top3 (%), acc_std (%), size_mean, size_std, train_time_s, wall_time_s, steps.
     """
-    done = runs[runs.status == "complete"]
+    done = runs[runs.counted]
     keys = ["profile", "config", "hardware", "recurrence"]
     rows = []
     for key, group in done.groupby(keys, sort=False):
@@ -119,7 +119,7 @@ def _paper_number(value, std) -> str:
 def missing_runs(table: int, root=None, profile: str = "cpu") -> list[str]:
     """Configs of the table with no complete run in `profile` (the book prints these with the command)."""
     runs = load_table_runs(table, root)
-    have = set(runs[(runs.status == "complete") & (runs.profile == profile)].config)
+    have = set(runs[runs.counted & (runs.profile == profile)].config)
     return [name for name in table_configs(table) if name not in have]
 
 
@@ -139,17 +139,25 @@ def reproduce_command(table: int, profile: str, seeds=None) -> str:
 
 
 def provenance(table: int, root=None) -> pd.DataFrame:
-    """What the table is built from: per (profile, config), seeds by status, commits and hardware."""
+    """What the table is built from: per (profile, config), the seeds counted and the records not counted (and
+    why), commits and hardware."""
     runs = load_table_runs(table, root)
     if runs.empty:
-        return pd.DataFrame(columns=["profile", "config", "complete seeds", "failed seeds", "commits", "hardware"])
+        return pd.DataFrame(columns=["profile", "config", "counted seeds", "not counted", "commits", "hardware"])
     grouped = runs.groupby(["profile", "config"], sort=False)
     return grouped.apply(lambda g: pd.Series({
-        "complete seeds": " ".join(map(str, sorted(g[g.status == "complete"].seed))),
-        "failed seeds": " ".join(map(str, sorted(g[g.status != "complete"].seed))) or "-",
-        "commits": " ".join(sorted({c[:7] for c in g.commit})),
-        "hardware": "; ".join(sorted(set(g.hardware))),
+        "counted seeds": " ".join(map(str, sorted(g[g.counted].seed))),
+        "not counted": ", ".join(f"{r.seed} ({_why_not_counted(r)})" for r in g[~g.counted].itertuples()) or "-",
+        "commits": " ".join(sorted({c[:7] for c in g.commit.dropna()})),
+        "hardware": "; ".join(sorted(set(g.hardware.dropna()))),
     }), include_groups=False).reset_index()
+
+
+def _why_not_counted(run) -> str:
+    """'failed', 'unfinished', 'overrides steps=10' or 'in another folder' for a load_runs row that is not counted."""
+    if run.status != "complete":
+        return run.status
+    return f"overrides {run.overrides}" if run.overrides else f"in another folder: {run.path}"
 
 
 def scratch_comparison(table: int, root=None) -> pd.DataFrame:
@@ -210,15 +218,15 @@ def claims_text(table: int, root=None) -> str:
 def representative_runs(table: int, profile: str = "cpu", root=None) -> dict[str, str]:
     """For each config of a table, the folder of its complete run with the smallest seed in `profile`."""
     runs = load_table_runs(table, root)
-    done = runs[(runs.status == "complete") & (runs.profile == profile)].sort_values("seed")
+    done = runs[runs.counted & (runs.profile == profile)].sort_values("seed")
     return {name: done[done.config == name].path.iloc[0] for name in table_configs(table)
             if (done.config == name).any()}
 
 
 def run_times(root=None) -> pd.DataFrame:
     """Measured time per run, per (profile, hardware, config): mean wall-clock and training time, ms per step."""
-    runs = records.load_runs(runs_root(root))
-    done = runs[runs.status == "complete"]
+    runs = records.load_runs(records.runs_root(root))
+    done = runs[runs.counted]
     if done.empty:
         return pd.DataFrame(columns=["profile", "hardware", "config", "runs", "wall_time_min", "train_time_min",
                                      "ms_per_step", "steps"])
@@ -233,8 +241,8 @@ def run_times(root=None) -> pd.DataFrame:
 # Benchmark records (written by `compressm bench`)
 # ----------------------------------------------------------------------------------------------------------
 def bench_root(root: Path | str | None = None) -> Path:
-    """The folder of the benchmark records, <runs folder>/bench (`runs_root`), where `compressm bench` writes."""
-    return runs_root(root) / "bench"
+    """The folder of the benchmark records, <runs folder>/bench (`records.runs_root`), where `bench` writes."""
+    return records.runs_root(root) / "bench"
 
 
 def _bench_records(root: Path | str | None = None) -> list[dict]:

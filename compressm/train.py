@@ -3,41 +3,38 @@
     state, metrics = train_step(model, optimizer, state, x, y, key)   # pure, jitted; model/optimizer static
     result = train(config, seed, dataset, out_dir=...)                 # the loop; writes the run record
 
-At every evaluation the loop measures validation accuracy and snapshots the HSVs of every block; at every
-scheduled attempt it compresses (`compression.compress`), re-measures validation and test accuracy on the
-reduced model and resets the best-validation marker, so the reported test accuracy (taken at the best
-validation accuracy) belongs to a model of the final size.
+The loop is a short walk over a `RunState`, the one object a checkpoint holds. At every evaluation it
+measures validation accuracy and snapshots the HSVs of every block; at every scheduled attempt it
+compresses (`compression.compress`), re-measures validation accuracy on the reduced model and resets the
+best-validation marker, so the reported test accuracy (taken at the best validation accuracy) belongs to a
+model of the final size. With an out_dir, every evaluation ends with a checkpoint, and the same call on the
+same folder resumes from it: the data order and every PRNG key are functions of the step, so a resumed run
+ends exactly as an uninterrupted one.
 """
 
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm import tqdm
 
-from compressm import compression, lru, records
-from compressm.configs import OptimConfig, RunConfig
+from compressm import compression, lru, records, reduction
+from compressm.configs import OptimConfig, RunConfig, check_seed
 from compressm.data import Dataset
-from compressm.errors import CompressmError
+from compressm.errors import CompressmError, TrainingDiverged
 from compressm.model import LRUClassifier, cross_entropy, state_sizes_of
 
 SSM_PARAMS = lru.STATE_PARAMS  # lr * ssm_lr_factor, no weight decay
-
-
-class TrainingDiverged(CompressmError):
-    """The loss became NaN or infinite at `step`; the run is recorded as failed."""
-
-    def __init__(self, message: str, step: int):
-        super().__init__(message)
-        self.step = step
 
 
 class TrainState(NamedTuple):
@@ -84,9 +81,9 @@ def resolved_recurrence(config: RunConfig) -> str:
     return lru.choose_recurrence(jax.default_backend(), config.model.width)
 
 
-def build_model(config: RunConfig, dataset: Dataset, state_sizes: tuple[int, ...]) -> LRUClassifier:
-    """The classifier of `config` for data set `dataset` with the given per-block state sizes."""
-    model_config = dataclasses.replace(config.model, recurrence=resolved_recurrence(config))
+def build_model(config: RunConfig, dataset: Dataset, state_sizes: tuple[int, ...], recurrence: str) -> LRUClassifier:
+    """The classifier of `config` for data set `dataset` with the given per-block state sizes and recurrence."""
+    model_config = dataclasses.replace(config.model, recurrence=recurrence)
     return LRUClassifier(tuple(state_sizes), dataset.input_dim, dataset.num_classes, model_config)
 
 
@@ -145,60 +142,123 @@ def accuracy(model, variables: dict, xs: np.ndarray, ys: np.ndarray, batch_size:
     return float(correct) / n
 
 
-def batch_indices(n: int, batch_size: int, key: jax.Array):
-    """Endless minibatch indices (batch_size,): a fresh permutation per epoch, the last partial batch dropped."""
-    epoch = 0
+def batch_indices(n: int, batch_size: int, key: jax.Array, first_step: int = 1):
+    """Endless minibatch indices (batch_size,) from training step `first_step` on: a fresh permutation per epoch
+    (of `fold_in(key, epoch)`), the last partial batch dropped. The batch of a step depends on the step alone."""
+    per_epoch = n // batch_size
+    epoch, position = divmod(first_step - 1, per_epoch)
     while True:
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n))
-        for start in range(0, n - batch_size + 1, batch_size):
+        for start in range(position * batch_size, per_epoch * batch_size, batch_size):
             yield perm[start:start + batch_size]
-        epoch += 1
+        epoch, position = epoch + 1, 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The run state: everything a run carries from one evaluation to the next, and what its checkpoint holds
+# ----------------------------------------------------------------------------------------------------------
+class Selected(NamedTuple):
+    """Model selection: the best validation accuracy so far, its step and that model's variables (None before
+    the first evaluation). Its test accuracy is measured once, at the end: the same number as measuring the
+    test set at every improvement, for one pass over it."""
+
+    val: float
+    step: int
+    variables: dict | None
+
+
+class Rollback(NamedTuple):
+    """Pragmatic mode: the training state before the last reduction, and its validation accuracy."""
+
+    train: TrainState
+    val: float
+
+
+@dataclass
+class RunState:
+    """A run between two steps. `step` is the last step done; `seconds` holds wall-clock seconds per phase
+    (train, eval, reduction) and in all (wall), summed over the segments of a resumed run; `resumes` lists
+    the steps a resumed run started from. Everything else (model, data order, PRNG keys) follows from it."""
+
+    step: int
+    recurrence: str
+    train: TrainState
+    best: Selected
+    rollback: Rollback | None
+    history: list[dict]
+    reductions: list[dict]
+    rollbacks: list[dict]
+    hsvs: dict[str, np.ndarray]
+    seconds: dict[str, float]
+    resumes: list[int]
+
+
+def _train_state_dict(state: TrainState) -> dict:
+    return {"params": state.params, "batch_stats": state.batch_stats,
+            "opt_state": flax.serialization.to_state_dict(state.opt_state)}
+
+
+def _train_state_from(saved: dict, optimizer) -> TrainState:
+    params = jax.tree.map(jnp.asarray, saved["params"])
+    opt_state = flax.serialization.from_state_dict(optimizer.init(params), saved["opt_state"])
+    return TrainState(params, jax.tree.map(jnp.asarray, saved["batch_stats"]), jax.tree.map(jnp.asarray, opt_state))
+
+
+def state_dict(state: RunState) -> dict:
+    """The run state as nested dicts of arrays and plain values: what a checkpoint holds."""
+    rollback = state.rollback and {"train": _train_state_dict(state.rollback.train), "val": state.rollback.val}
+    return {**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)},
+            "train": _train_state_dict(state.train), "best": state.best._asdict(), "rollback": rollback}
+
+
+def state_from(saved: dict, optimizer: optax.GradientTransformation) -> RunState:
+    """The RunState of `state_dict`'s output; the optimizer gives the structure of the optimizer states."""
+    rollback = saved["rollback"] and Rollback(_train_state_from(saved["rollback"]["train"], optimizer),
+                                              saved["rollback"]["val"])
+    return RunState(**{**saved, "train": _train_state_from(saved["train"], optimizer),
+                       "best": Selected(**saved["best"]), "rollback": rollback})
+
+
+def initial_state(config: RunConfig, dataset: Dataset, optimizer, key: jax.Array) -> RunState:
+    """The state of a new run: initial model (with `key`), its HSV snapshot at step 0, nothing measured yet."""
+    recurrence = resolved_recurrence(config)
+    model = build_model(config, dataset, (config.model.state_size,) * config.model.num_blocks, recurrence)
+    train_state = init_state(model, optimizer, dataset.train_x[: config.batch_size], key)
+    return RunState(step=0, recurrence=recurrence, train=train_state, best=Selected(-math.inf, 0, None),
+                    rollback=None, history=[], reductions=[], rollbacks=[],
+                    hsvs=compression.snapshot_hsv(train_state.params, 0, config.reduction),
+                    seconds={"train": 0.0, "eval": 0.0, "reduction": 0.0, "wall": 0.0}, resumes=[])
 
 
 # ----------------------------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
-class ModelSelection:
-    """The model at the best validation accuracy so far; `reset` makes the offered model the best.
-
-    Its test accuracy is measured once, at the end (`test_accuracy`): the same number as measuring the
-    test set at every improvement, for one pass over it instead of up to one per evaluation.
-    """
-
-    best_val: float = -math.inf
-    step: int = 0
-    model: LRUClassifier | None = None
-    variables: dict | None = None
-
-    def offer(self, step: int, val: float, model, state: TrainState, reset: bool = False) -> None:
-        if reset or val > self.best_val:
-            self.best_val, self.step, self.model = val, step, model
-            self.variables = variables_of(state)
-
-    def test_accuracy(self, xs, ys, batch_size: int) -> float:
-        return accuracy(self.model, self.variables, xs, ys, batch_size) if self.model else math.nan
-
-
-@dataclass
-class Timer:
-    """Wall-clock seconds per phase (training steps, evaluation, reduction)."""
-
-    seconds: dict[str, float] = field(default_factory=lambda: {"train": 0.0, "eval": 0.0, "reduction": 0.0})
-
-    def add(self, phase: str, since: float) -> float:
-        now = time.perf_counter()
-        self.seconds[phase] += now - since
-        return now
-
-
-@dataclass
 class RunResult:
-    """What `train` returns (and, with out_dir, writes): the metrics record, HSV snapshots and final variables."""
+    """What `train` returns (and, with out_dir, writes): the metrics record, HSV snapshots and final variables.
+
+    `already_complete` says the run folder held this complete record before the call, which left it untouched.
+    """
 
     metrics: dict
     hsvs: dict[str, np.ndarray]
     variables: dict
+    already_complete: bool = False
+
+
+def load_result(path: Path | str) -> RunResult:
+    """The RunResult of a complete record on disk."""
+    return RunResult(records.load_metrics(path), records.load_hsvs(path), records.load_variables(path), True)
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], phase: str):
+    """Add the wall-clock seconds of the `with` block to seconds[phase]."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[phase] += time.perf_counter() - start
 
 
 def _check_finite(losses: list, first_step: int) -> None:
@@ -210,137 +270,197 @@ def _check_finite(losses: list, first_step: int) -> None:
         raise TrainingDiverged(f"loss became {values[bad[0]]} at step {step}", step)
 
 
-def _attempt_reduction(config: RunConfig, dataset: Dataset, optimizer, model, state: TrainState, val: float,
-                       checkpoint, step: int, key: jax.Array):
-    """One scheduled reduction attempt: returns (model, state, checkpoint, events, rolled_back, hsvs).
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
-    Pragmatic mode first rolls back to the model before its last reduction (and ends the attempts) if
-    validation accuracy fell by more than rollback_tolerance since then; otherwise it keeps a checkpoint.
-    `hsvs` is this step's HSV snapshot of the model as it was before the attempt.
+
+def _window_row(window: list, step: int, batch_size: int) -> dict:
+    """The history row of an evaluation at `step`: mean loss and running accuracy over the steps since the last
+    one (TrainingDiverged on a non-finite loss)."""
+    losses = [m["loss"] for m in window]
+    _check_finite(losses, step - len(window) + 1)
+    correct = int(jnp.sum(jnp.stack([m["correct"] for m in window])))
+    return {"step": step, "train_loss": float(jnp.mean(jnp.stack(losses))),
+            "train_acc": correct / (len(window) * batch_size)}
+
+
+def _attempts(config: RunConfig, state: RunState) -> tuple[int, ...]:
+    """The steps of the remaining reduction attempts (none after a pragmatic rollback)."""
+    return () if state.rollbacks else config.reduction.attempt_steps()
+
+
+def _model_of(config: RunConfig, dataset: Dataset, state: RunState) -> LRUClassifier:
+    return build_model(config, dataset, state_sizes_of(state.train.params), state.recurrence)
+
+
+def _validate(config: RunConfig, dataset: Dataset, model, state: RunState) -> float:
+    return accuracy(model, variables_of(state.train), dataset.val_x, dataset.val_y, config.eval_batch_size)
+
+
+def _attempt_reduction(config: RunConfig, optimizer, state: RunState, val: float, step: int, key: jax.Array) -> bool:
+    """One scheduled reduction attempt on `state`; True if it changed the model (reduced it or rolled back).
+
+    Pragmatic mode first rolls back to the model before its last reduction (which ends its attempts) if
+    validation accuracy fell by more than rollback_tolerance since then; otherwise it keeps the model as the
+    one to roll back to. Either way this step's HSV snapshot (of the model before the attempt) joins state.hsvs.
     """
     red = config.reduction
-    if red.mode == "pragmatic" and checkpoint and val < checkpoint[2] - red.rollback_tolerance:
-        hsvs = compression.snapshot_hsv(state.params, step, red)
-        model, state, _ = checkpoint
-        return model, state, None, [], True, hsvs
+    if red.mode == "pragmatic" and state.rollback and val < state.rollback.val - red.rollback_tolerance:
+        state.hsvs.update(compression.snapshot_hsv(state.train.params, step, red))
+        state.train, state.rollback = state.rollback.train, None
+        state.rollbacks.append({"step": step, "val_acc": val})
+        return True
     if red.mode == "pragmatic":
-        checkpoint = (model, state, val)
-    params, opt_state, events, hsvs = compression.compress(state.params, state.opt_state, optimizer, red, step, key)
-    if events:
-        state = TrainState(params, state.batch_stats, opt_state)
-        model = build_model(config, dataset, state_sizes_of(params))
-    return model, state, checkpoint, events, False, hsvs
+        state.rollback = Rollback(state.train, val)
+    result = compression.compress(state.train.params, state.train.opt_state, optimizer, red, step, key)
+    state.hsvs.update(result.hsvs)
+    if result.events:
+        state.train = TrainState(result.params, state.train.batch_stats, result.opt_state)
+        state.reductions += [event.to_dict() for event in result.events]
+    return bool(result.events)
 
 
-def _window_summary(window: list, first_step: int, batch_size: int) -> tuple[float, float]:
-    """Mean loss and running accuracy over the steps since the last evaluation (raises on a NaN loss)."""
-    losses = [m["loss"] for m in window]
-    _check_finite(losses, first_step)
-    correct = int(jnp.sum(jnp.stack([m["correct"] for m in window])))
-    return float(jnp.mean(jnp.stack(losses))), correct / (len(window) * batch_size)
+def _evaluate(config: RunConfig, dataset: Dataset, optimizer, model, state: RunState, row: dict,
+              key: jax.Array) -> LRUClassifier:
+    """The evaluation at row['step']: validation, HSV snapshot, the scheduled reduction attempt and model
+    selection (the new model becomes the best after a change). Appends the row to the history and returns
+    the model, rebuilt if its sizes changed."""
+    step = row["step"]
+    attempt = step in _attempts(config, state)
+    with _timed(state.seconds, "eval"):
+        if not _all_finite(state.train.params):
+            raise TrainingDiverged(f"parameters became non-finite at step {step}", step)
+        val = row["val_acc"] = _validate(config, dataset, model, state)
+        if not attempt:  # an attempt takes this step's HSV snapshot itself, from the Gramians it balances
+            state.hsvs.update(compression.snapshot_hsv(state.train.params, step, config.reduction))
+    with _timed(state.seconds, "reduction"):
+        changed = attempt and _attempt_reduction(config, optimizer, state, val, step, key)
+    with _timed(state.seconds, "eval"):
+        if changed:  # re-measure the new model, which becomes the best so far
+            model = _model_of(config, dataset, state)
+            val = row["val_acc_after_reduction"] = _validate(config, dataset, model, state)
+        if changed or val > state.best.val:
+            state.best = Selected(val, step, variables_of(state.train))
+        row["state_sizes"] = list(state_sizes_of(state.train.params))
+        state.history.append(row)
+    return model
+
+
+def _check_splits(config: RunConfig, dataset: Dataset) -> None:
+    """One-line CompressmError if the data cannot feed this config: batches larger than the training set, or
+    no validation examples for model selection."""
+    if config.batch_size > len(dataset.train_x):
+        raise CompressmError(f"batch_size {config.batch_size} is larger than the training set"
+                             f" ({len(dataset.train_x)} examples); lower batch_size or raise data_limit")
+    if len(dataset.val_x) == 0:
+        raise CompressmError(f"the validation split is empty (val_frac {config.val_frac}); raise val_frac or"
+                             " data_limit: model selection needs validation examples")
 
 
 def train(config: RunConfig, seed: int, dataset: Dataset, *, out_dir: Path | str | None = None,
           progress: bool = True, progress_interval_s: float = 0.5) -> RunResult:
     """Train `config` with `seed` on `dataset`; returns the run's RunResult and writes it to out_dir if given.
 
-    A non-finite loss stops the run: the record is written with status 'failed' and TrainingDiverged raised.
+    With out_dir the folder is claimed first (`records.claimed`: one writer, this run's identity only). A
+    complete record there is returned untouched; a checkpoint there is resumed from. A non-finite loss or
+    parameters stop the run: the record is written with status 'failed' and TrainingDiverged raised.
     """
-    out_dir = records.prepare_run_dir(out_dir) if out_dir is not None else None
-    if config.batch_size > len(dataset.train_x):
-        raise CompressmError(f"batch_size {config.batch_size} is larger than the training set"
-                             f" ({len(dataset.train_x)} examples); lower batch_size or raise data_limit")
+    check_seed(seed)
+    _check_splits(config, dataset)
+    if out_dir is None:
+        return _run(config, seed, dataset, None, progress, progress_interval_s)
+    with records.claimed(out_dir, config, seed) as folder:
+        if records.is_complete(folder):
+            return load_result(folder)
+        return _run(config, seed, dataset, folder, progress, progress_interval_s)
+
+
+def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, progress: bool,
+         progress_interval_s: float) -> RunResult:
+    """The loop: steps, and at each evaluation `_evaluate` then a checkpoint into `folder` (if any)."""
     keys = run_keys(seed)
     optimizer = make_optimizer(config.optim, config.steps)
-    model = build_model(config, dataset, (config.model.state_size,) * config.model.num_blocks)
-    state = init_state(model, optimizer, dataset.train_x[: config.batch_size], keys["init"])
-    red = config.reduction
-    attempts = set(red.attempt_steps())
-    hsvs = compression.snapshot_hsv(state.params, 0, red)
-    history, events, rollbacks, window = [], [], [], []
-    selection, timer, checkpoint = ModelSelection(), Timer(), None
-    batches = batch_indices(len(dataset.train_x), config.batch_size, keys["batches"])
-    validate = lambda: accuracy(model, variables_of(state), dataset.val_x, dataset.val_y, config.eval_batch_size)
-    status, failure = "complete", None
-    bar = tqdm(total=config.steps, disable=not progress, mininterval=progress_interval_s,
+    saved = records.load_checkpoint(folder) if folder else None
+    state = state_from(saved, optimizer) if saved else initial_state(config, dataset, optimizer, keys["init"])
+    if saved:
+        state.resumes.append(state.step)
+    model = _model_of(config, dataset, state)
+    batches = batch_indices(len(dataset.train_x), config.batch_size, keys["batches"], state.step + 1)
+    clock = time.perf_counter() - state.seconds["wall"]  # wall time goes on from the checkpoint's
+    window, failure = [], None
+    bar = tqdm(total=config.steps, initial=state.step, disable=not progress, mininterval=progress_interval_s,
                desc=f"{config.name} seed {seed}", unit="step")
-    started = tick = time.perf_counter()
     try:
-        for step in range(1, config.steps + 1):
-            idx = next(batches)
-            state, metrics = train_step(model, optimizer, state, dataset.train_x[idx], dataset.train_y[idx],
-                                        jax.random.fold_in(keys["dropout"], step))
-            window.append(metrics)
-            if step % config.eval_every and step not in attempts and step != config.steps:
-                if step % 50 == 0:  # catch a NaN early, and move the bar
-                    _check_finite([m["loss"] for m in window[-50:]], step - 49)
-                    bar.update(step - bar.n)
-                continue
-            train_loss, train_acc = _window_summary(window, step - len(window) + 1, config.batch_size)
+        for step in range(state.step + 1, config.steps + 1):
+            with _timed(state.seconds, "train"):
+                idx = next(batches)
+                state.train, metrics = train_step(model, optimizer, state.train, dataset.train_x[idx],
+                                                  dataset.train_y[idx], jax.random.fold_in(keys["dropout"], step))
+                window.append(metrics)
+                if step % config.eval_every and step not in _attempts(config, state) and step != config.steps:
+                    if step % 50 == 0:  # catch a NaN early, and move the bar
+                        recent = window[-50:]
+                        _check_finite([m["loss"] for m in recent], step - len(recent) + 1)
+                        bar.update(step - bar.n)
+                    continue
+                row = _window_row(window, step, config.batch_size)
             window = []
-            tick = timer.add("train", tick)
-            val = validate()
-            row = {"step": step, "train_loss": train_loss, "train_acc": train_acc, "val_acc": val}
-            if step not in attempts:  # an attempt takes this step's HSV snapshot itself, from the Gramians it balances
-                hsvs.update(compression.snapshot_hsv(state.params, step, red))
-            tick = timer.add("eval", tick)
-            changed = False
-            if step in attempts:
-                model, state, checkpoint, reduced, rolled_back, snapshot = _attempt_reduction(
-                    config, dataset, optimizer, model, state, val, checkpoint, step,
-                    jax.random.fold_in(keys["reduction"], step))
-                hsvs.update(snapshot)
-                events += [e.to_dict() for e in reduced]
-                if rolled_back:
-                    rollbacks.append({"step": step, "val_acc": val})
-                    attempts = set()
-                changed = bool(reduced) or rolled_back
-                tick = timer.add("reduction", tick)
-            if changed:  # re-measure the new model, which becomes the best so far
-                val = row["val_acc_after_reduction"] = validate()
-            selection.offer(step, val, model, state, reset=changed)
-            sizes = state_sizes_of(state.params)
-            row.update(state_sizes=list(sizes), elapsed_s=time.perf_counter() - started)
-            history.append(row)
-            tick = timer.add("eval", tick)
-            bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val:.3f}", N="/".join(map(str, sizes)), refresh=False)
+            model = _evaluate(config, dataset, optimizer, model, state, row,
+                              jax.random.fold_in(keys["reduction"], step))
+            state.step = step
+            state.seconds["wall"] = row["elapsed_s"] = time.perf_counter() - clock
+            if folder:
+                with _timed(state.seconds, "eval"):
+                    records.save_checkpoint(folder, state_dict(state))
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}",
+                            N="/".join(map(str, row["state_sizes"])), refresh=False)
             bar.update(step - bar.n)
     except TrainingDiverged as error:
-        tick = timer.add("train", tick)
-        status, failure = "failed", {"step": error.step, "reason": str(error)}
+        failure = {"step": error.step, "reason": str(error)}
+    except reduction.InvalidSystem as error:  # e.g. an eigenvalue pushed onto the unit circle
+        failure = {"step": step, "reason": f"the model cannot be reduced at step {step}: {error}"}
     finally:
         bar.close()
-    test = selection.test_accuracy(dataset.test_x, dataset.test_y, config.eval_batch_size)
-    timer.add("eval", tick)
-    sizes = state_sizes_of(state.params)
-    metrics = {
-        "status": status,
-        "failure": failure,
-        "config": config.name,
-        "profile": config.profile,
-        "seed": seed,
-        "recurrence": resolved_recurrence(config),
-        "summary": {
-            "test_acc": test,
-            "best_val_acc": selection.best_val if history else math.nan,
-            "best_step": selection.step,
-            "state_sizes_at_best": list(selection.model.state_sizes) if selection.model else [],
-            "final_state_sizes": list(sizes),
-            "mean_state_size": float(np.mean(sizes)),
-            "train_time_s": timer.seconds["train"],
-            "eval_time_s": timer.seconds["eval"],
-            "reduction_time_s": timer.seconds["reduction"],
-            "wall_time_s": time.perf_counter() - started,
-            "steps_done": history[-1]["step"] if history else 0,
-        },
-        "history": history,
-        "reductions": events,
-        "rollbacks": rollbacks,
+    with _timed(state.seconds, "eval"):
+        test = _test_accuracy(config, dataset, state)
+    state.seconds["wall"] = time.perf_counter() - clock
+    return _finish(config, seed, state, test, failure, folder)
+
+
+def _test_accuracy(config: RunConfig, dataset: Dataset, state: RunState) -> float:
+    """Test accuracy of the selected model (NaN if none was selected)."""
+    variables = state.best.variables
+    if variables is None:
+        return math.nan
+    model = build_model(config, dataset, state_sizes_of(variables["params"]), state.recurrence)
+    return accuracy(model, variables, dataset.test_x, dataset.test_y, config.eval_batch_size)
+
+
+def _finish(config: RunConfig, seed: int, state: RunState, test: float, failure: dict | None,
+            folder: Path | None) -> RunResult:
+    """The run's metrics record from its final state; written to `folder` if given. Raises TrainingDiverged
+    after writing a failed record."""
+    sizes = state_sizes_of(state.train.params)
+    best = state.best
+    summary = {
+        "test_acc": test,
+        "best_val_acc": best.val if state.history else math.nan,
+        "best_step": best.step,
+        "state_sizes_at_best": list(state_sizes_of(best.variables["params"])) if best.variables else [],
+        "final_state_sizes": list(sizes),
+        "mean_state_size": float(np.mean(sizes)),
+        **{f"{phase}_time_s": state.seconds[phase] for phase in ("train", "eval", "reduction", "wall")},
+        "steps_done": state.history[-1]["step"] if state.history else 0,
     }
-    result = RunResult(metrics, hsvs, variables_of(state))
-    if out_dir is not None:
-        records.save_run(out_dir, config, result.metrics, result.hsvs, result.variables)
-    if status == "failed":
-        where = f"; recorded as failed in {out_dir}" if out_dir is not None else ""
+    metrics = records.metrics_record(
+        config, seed, status="failed" if failure else "complete", failure=failure, recurrence=state.recurrence,
+        summary=summary, history=state.history, reductions=state.reductions, rollbacks=state.rollbacks,
+        resumes=state.resumes)
+    result = RunResult(metrics, state.hsvs, variables_of(state.train))
+    if folder is not None:
+        records.save_run(folder, result.metrics, result.hsvs, result.variables)
+    if failure:
+        where = f"; recorded as failed in {folder}" if folder is not None else ""
         raise TrainingDiverged(f"{failure['reason']}{where} (lower optim.lr or check the data)", failure["step"])
     return result

@@ -2,7 +2,6 @@
 page checked in a real browser (headless Chromium): a row per configuration with numbers, and its figures loaded.
 """
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 
 from conftest import SHARED_DATA, needs_mnist
 
-from compressm import records
+from compressm.errors import DataError
 from compressm.experiment import build_book, reproduce
 from compressm.paper import table_configs
 
@@ -69,13 +68,8 @@ def test_table2_page_in_headless_chromium(built_book):
         driver.quit()
 
 
-def test_a_failing_run_is_recorded_as_failed_and_keeps_its_notebook(tmp_path):
-    outcome = reproduce(["smnist_baseline"], seeds=(1,), profile="smoke", root=tmp_path,
-                        data_dir=tmp_path / "no-data-here", build=False)
-    assert list(outcome.status) == ["failed"]
-    run = tmp_path / "smoke" / "smnist_baseline" / "seed_1"
-    metrics = records.load_metrics(run)
-    assert metrics["status"] == "failed" and "DataError" in metrics["failure"]["reason"]
-    assert not records.is_complete(run) and records.load_runs(tmp_path).status.tolist() == ["failed"]
-    notebook = json.loads((run / "train.ipynb").read_text())
-    assert notebook["metadata"]["papermill"]["exception"]  # the executed notebook shows the error
+def test_missing_data_stops_reproduce_before_any_run(tmp_path):
+    with pytest.raises(DataError, match="smnist data not found"):
+        reproduce(["smnist_baseline"], seeds=(1,), profile="smoke", root=tmp_path,
+                  data_dir=tmp_path / "no-data-here", build=False)
+    assert list(tmp_path.iterdir()) == []  # no failed records for runs that never started

@@ -2,6 +2,8 @@
 
 import collections
 import gzip
+import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -11,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from compressm.data import CIFAR_MEAN, CIFAR_STD, DATASETS, download, load_dataset, resolve_data_dir
+from compressm.data import (CIFAR_MEAN, CIFAR_STD, DATASETS, check_available, download, load_dataset,
+                            resolve_data_dir)
 from compressm.errors import ConfigError, DataError
 from conftest import SHARED_DATA, needs_mnist
 from fakes import write_cifar_batch, write_fake_cifar10, write_fake_mnist
@@ -192,6 +195,51 @@ def test_corrupt_cifar_batch(tmp_path):
     with pytest.raises(DataError, match="corrupt") as err:
         load_dataset("scifar", tmp_path, key=jax.random.key(0))
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+class _Planted:
+    """A pickle that runs a shell command when loaded with pickle.load."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("where", ["data", "batch"])
+def test_planted_cifar_pickle_is_refused_before_it_runs(tmp_path, where):
+    write_fake_cifar10(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    marker = tmp_path / "pwned"
+    payload = {b"data": _Planted(marker), b"labels": [0]} if where == "data" else _Planted(marker)
+    path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(DataError) as err:
+        load_dataset("scifar", tmp_path, key=jax.random.key(0))
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message
+    assert "refused to unpickle it: it names posix.system, which no CIFAR-10 batch holds" in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_cifar_batches_of_every_pickle_protocol_load(tmp_path, protocol):
+    write_fake_cifar10(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch = pickle.loads(path.read_bytes())
+    path.write_bytes(pickle.dumps(batch, protocol=protocol))
+    assert load_dataset("scifar", tmp_path, key=jax.random.key(0)).test_x.shape == (20, 1024, 3)
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_check_available_names_the_first_missing_file(tmp_path, name):
+    (write_fake_mnist if name == "smnist" else write_fake_cifar10)(tmp_path)
+    check_available(name, tmp_path)
+    missing = (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte" if name == "smnist"
+               else tmp_path / "cifar-10-batches-py" / "test_batch")
+    missing.unlink()
+    with pytest.raises(DataError, match=f"{missing} does not exist"):
+        check_available(name, tmp_path)
 
 
 def test_unknown_name_suggests_closest():

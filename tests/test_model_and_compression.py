@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import MODEL_RTOL
 
-from compressm import compression, lru, reduction
+from compressm import compression, lru, records, reduction
 from compressm.bench import compiles
 from compressm.configs import ModelConfig, OptimConfig, ReductionConfig
 from compressm.model import LRUClassifier, block_lru, state_sizes_of, stream_logits, with_block_lru
@@ -136,7 +136,7 @@ def test_blocks_reduced_in_parallel_threads_equal_the_serial_reduction(variables
     assert [e.new_size for e in events] == [18, 12]
     for i, event in enumerate(events):
         lru_params = block_lru(v["params"], i)
-        np.testing.assert_allclose(hsvs[compression.hsv_key(1, i)], reduction.lru_hsv(lru_params), rtol=1e-12)
+        np.testing.assert_allclose(hsvs[records.hsv_key(1, i)], reduction.lru_hsv(lru_params), rtol=1e-12)
         serial = reduction.reduce_lru_to_rank(lru_params, event.new_size, system=config.system, method=config.method,
                                               selection=config.selection, precision=config.precision)
         jax.tree.map(np.testing.assert_array_equal, block_lru(params, i), serial)

@@ -1,5 +1,6 @@
-"""Tests for compressm.records: what a trained run's folder holds, that it loads back exactly, that incomplete or
-failed folders are never taken for results, and the pandas view of a runs folder.
+"""Tests for compressm.records: what a trained run's folder holds, that it loads back exactly, that incomplete,
+failed, malformed or misplaced records are never taken for results, run identities and folder names, the writer
+lock, and the pandas view of a runs folder.
 
 Training is the slow part (JIT compiles), so the suite trains ONCE: `trained_run` below runs
 `python -m compressm train` in-process on generated MNIST files and is shared with test_cli.py.
@@ -10,6 +11,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -19,9 +21,10 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from compressm import records
-from compressm.configs import RunConfig, from_dict, get_config
+from compressm.configs import ModelConfig, RunConfig, from_dict, get_config
 from compressm.errors import CompressmError
 from compressm.train import RunResult
 from fakes import write_fake_mnist
@@ -34,15 +37,15 @@ TRAIN_SEED = 3
 TRAIN_SETS = ["steps=10", "model.state_size=64"]
 TRAIN_OVERRIDES = {"steps": 10, "model.state_size": 64}
 RECORD_FILES = {"config.yaml", "hsv.npz", "params.msgpack", "metrics.json"}
-RUNS_COLUMNS = ["profile", "config", "seed", "status", "test_acc", "best_val_acc", "mean_state_size",
-                "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s", "reduction_time_s",
-                "recurrence", "hardware", "commit", "path"]
+RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "counted", "test_acc", "best_val_acc",
+                "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s",
+                "reduction_time_s", "recurrence", "hardware", "commit", "path"]
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
     runs: Path  # the --runs folder
-    path: Path  # the record folder, runs/smoke/<config>/seed_<seed>
+    path: Path  # the record folder, runs/smoke/<config>@<overrides>/seed_<seed>
     data_dir: Path
     status: int  # exit status of cli.main
     stdout: str
@@ -82,10 +85,10 @@ def trained_run(tmp_path_factory) -> TrainedRun:
     finally:
         experiment.run_experiment = real_run_experiment
     assert len(results) == 1, f"training did not return a result (status {status}, stderr {err.getvalue()!r})"
+    config = get_config(TRAIN_CONFIG, "smoke", TRAIN_OVERRIDES)
     _TRAINED["run"] = TrainedRun(
-        runs=runs, path=records.run_dir(runs, "smoke", TRAIN_CONFIG, TRAIN_SEED), data_dir=data_dir,
-        status=status, stdout=out.getvalue(), stderr=err.getvalue(), result=results[0],
-        config=get_config(TRAIN_CONFIG, "smoke", TRAIN_OVERRIDES),
+        runs=runs, path=records.run_dir(runs, config, TRAIN_SEED), data_dir=data_dir, status=status,
+        stdout=out.getvalue(), stderr=err.getvalue(), result=results[0], config=config,
     )
     return _TRAINED["run"]
 
@@ -114,14 +117,20 @@ def _copy_record(source: Path, target: Path) -> Path:
     return target
 
 
+def _set_identity(folder: Path, config: RunConfig, seed: int) -> None:
+    """Make `folder` claim to hold run (config, seed), as a record of that run would."""
+    (folder / "config.yaml").write_text(yaml.safe_dump({"seed": seed, **config.to_dict()}, sort_keys=False))
+
+
 # ---------------------------------------------------------------- a trained record
 
 def test_trained_record_holds_its_files_and_is_complete(trained):
     assert trained.status == 0, trained.stderr
-    assert trained.path == trained.runs / "smoke" / TRAIN_CONFIG / f"seed_{TRAIN_SEED}"
+    # a run with overrides never lands in the config's own folder
+    run_name = f"{TRAIN_CONFIG}@model.state_size=64,steps=10"
+    assert trained.path == trained.runs / "smoke" / run_name / f"seed_{TRAIN_SEED}"
     names = {p.name for p in trained.path.iterdir()}
-    assert RECORD_FILES <= names
-    assert not [n for n in names if n.startswith(".")], f"temporary files left behind: {names}"
+    assert names == RECORD_FILES | {".lock"}, f"temporary files or a checkpoint left behind: {names}"
     assert records.is_complete(trained.path)
     assert records.is_complete(str(trained.path))
 
@@ -164,6 +173,7 @@ def test_metrics_on_disk_equal_the_returned_metrics(trained):
     returned = json.loads(json.dumps(trained.result.metrics, default=lambda v: np.asarray(v).tolist()))
     assert {k: on_disk[k] for k in returned} == returned
     assert set(on_disk) == set(returned) | {"schema_version", "environment"}
+    assert on_disk["resumes"] == []
 
 
 def test_hsvs_load_back_keyed_by_step_and_block(trained):
@@ -187,11 +197,13 @@ def test_variables_round_trip_exactly(trained):
     assert loaded["params"]["blocks_0"]["lru"]["nu_log"].shape == (final_size,)
 
 
-def test_config_round_trips(trained):
+def test_config_round_trips_and_the_folder_holds_the_run_identity(trained):
     loaded = records.load_config(trained.path)
     assert loaded == trained.config.to_dict()
     assert from_dict(loaded) == trained.config
     assert (loaded["steps"], loaded["model"]["state_size"], loaded["profile"]) == (10, 64, "smoke")
+    assert yaml.safe_load((trained.path / "config.yaml").read_text())["seed"] == TRAIN_SEED
+    assert records.stored_identity(trained.path) == (trained.config, TRAIN_SEED)
 
 
 # ---------------------------------------------------------------- incomplete and failed folders
@@ -200,27 +212,52 @@ def test_folder_without_metrics_is_not_complete_and_not_loaded(trained, tmp_path
     killed = _copy_record(trained.path, tmp_path / "smoke" / TRAIN_CONFIG / "seed_100")
     (killed / "metrics.json").unlink()
     (killed / ".metrics.json.tmp-123").write_text('{"schema_version": 1, "status": "compl')  # cut mid-write
-    assert not records.is_complete(killed)
+    assert not records.is_complete(killed) and records.record_state(killed) == "new"
     assert records.load_runs(tmp_path).empty
 
     complete = _copy_record(trained.path, tmp_path / "smoke" / TRAIN_CONFIG / "seed_101")
     runs = records.load_runs(tmp_path)
     assert runs["path"].tolist() == [str(complete)]
+    assert not runs["counted"].any()  # its identity (overrides, seed 3) is not its folder's
 
 
-def test_unreadable_metrics_are_not_complete(tmp_path):
+def test_unfinished_run_is_listed_never_counted(trained, tmp_path):
+    folder = _copy_record(trained.path, tmp_path / "smoke" / TRAIN_CONFIG / f"seed_{TRAIN_SEED}")
+    _set_identity(folder, get_config(TRAIN_CONFIG, "smoke"), TRAIN_SEED)
+    (folder / "metrics.json").unlink()
+    records.save_checkpoint(folder, {"step": 20, "history": []})
+    assert records.record_state(folder) == "unfinished" and not records.is_complete(folder)
+    row = records.load_runs(tmp_path).iloc[0]
+    assert (row["status"], row["counted"], row["steps"], row["overrides"]) == ("unfinished", False, 20, "")
+    assert math.isnan(row["test_acc"])
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("{not json", "is not valid JSON"),
+    ("[]", "is not a run record"),
+    ("null", "is not a run record"),
+    ('{"schema_version": 1}', "is not a run record"),
+    ('{"schema_version": 1, "status": "complete"}', "is not a run record"),
+    ('{"schema_version": 1, "status": "complete", "summary": {}}', "is not a run record"),
+    ('{"schema_version": 99, "status": "complete", "summary": {}}', "schema version 99, expected 1"),
+])
+def test_malformed_metrics_are_one_line_errors_for_every_reader(tmp_path, content, fragment):
+    folder = tmp_path / "smoke" / "smnist_baseline" / "seed_1"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(content)
+    for read in (records.is_complete, records.record_state, records.load_metrics,
+                 lambda _: records.load_runs(tmp_path)):
+        with pytest.raises(CompressmError, match=re.escape(fragment)) as info:
+            read(folder)
+        assert "\n" not in str(info.value) and str(folder / "metrics.json") in str(info.value)
     assert not records.is_complete(tmp_path / "missing")
-    (tmp_path / "metrics.json").write_text("{not json")
-    assert not records.is_complete(tmp_path)
-    (tmp_path / "metrics.json").write_text('{"schema_version": 1}')
-    assert not records.is_complete(tmp_path)
 
 
 def test_failed_record_is_not_complete_but_is_listed(tmp_path):
     config = get_config("smnist_baseline", "smoke")
-    path = records.prepare_run_dir(records.run_dir(tmp_path, "smoke", "smnist_baseline", 7))
+    path = records.run_dir(tmp_path, config, 7)
     records.save_failure(path, config, 7, "ValueError: boom")
-    assert {p.name for p in path.iterdir()} == {"metrics.json"}
+    assert {p.name for p in path.iterdir()} == {"metrics.json", "config.yaml", ".lock"}
     m = records.load_metrics(path)
     assert m["status"] == "failed" and m["failure"] == {"step": None, "reason": "ValueError: boom"}
     assert (m["config"], m["profile"], m["seed"], m["schema_version"]) == ("smnist_baseline", "smoke", 7, 1)
@@ -230,37 +267,41 @@ def test_failed_record_is_not_complete_but_is_listed(tmp_path):
     assert len(runs) == 1
     row = runs.iloc[0]
     assert (row["status"], row["config"], row["seed"], row["steps"]) == ("failed", "smnist_baseline", 7, 0)
-    assert math.isnan(row["test_acc"])
+    assert math.isnan(row["test_acc"]) and not row["counted"]
 
 
 # ---------------------------------------------------------------- load_runs
 
 def test_load_runs_reads_each_record_not_its_folder_name(trained, tmp_path):
-    _copy_record(trained.path, tmp_path / "smoke" / TRAIN_CONFIG / f"seed_{TRAIN_SEED}")
+    own = _copy_record(trained.path, tmp_path / "smoke" / TRAIN_CONFIG / f"seed_{TRAIN_SEED}")
     renamed = _copy_record(trained.path, tmp_path / "paper" / "smnist_baseline" / "seed_999")
-    failed = records.prepare_run_dir(records.run_dir(tmp_path, "cpu", "smnist_tau0.01", 5))
+    counted = _copy_record(trained.path, tmp_path / "smoke" / TRAIN_CONFIG / "seed_5")
+    _set_identity(counted, get_config(TRAIN_CONFIG, "smoke"), 5)  # as a run of the packaged config would hold
+    failed = records.run_dir(tmp_path, get_config("smnist_tau0.01", "cpu"), 5)
     records.save_failure(failed, get_config("smnist_tau0.01", "cpu"), 5, "killed")
     (tmp_path / "smoke" / "notes.txt").write_text("not a run")  # ignored: not <profile>/<config>/seed_*
 
     runs = records.load_runs(tmp_path)
     assert list(runs.columns) == RUNS_COLUMNS
-    assert len(runs) == 3
+    assert len(runs) == 4
     by_path = runs.set_index("path")
     summary = records.load_metrics(trained.path)["summary"]
-    for folder in (tmp_path / "smoke" / TRAIN_CONFIG / f"seed_{TRAIN_SEED}", renamed):
+    for folder in (own, renamed):
         row = by_path.loc[str(folder)]
-        # profile, config and seed come from metrics.json, not from the folder's name
-        assert (row["profile"], row["config"], row["seed"], row["status"]) == \
-            ("smoke", TRAIN_CONFIG, TRAIN_SEED, "complete")
+        # profile, config, seed and overrides come from the record, not from the folder's name; neither counts
+        assert (row["profile"], row["config"], row["seed"], row["status"], row["counted"]) == \
+            ("smoke", TRAIN_CONFIG, TRAIN_SEED, "complete", False)
+        assert row["overrides"] == "model.state_size=64,steps=10"
         assert row["test_acc"] == summary["test_acc"] and row["mean_state_size"] == summary["mean_state_size"]
         assert row["final_state_sizes"] == summary["final_state_sizes"] and row["steps"] == 10
+    row = by_path.loc[str(counted)]
+    assert (row["config"], row["seed"], row["overrides"], row["counted"]) == (TRAIN_CONFIG, 5, "", True)
     row = by_path.loc[str(failed)]
     assert (row["profile"], row["config"], row["seed"], row["status"]) == ("cpu", "smnist_tau0.01", 5, "failed")
     for column in ("test_acc", "best_val_acc", "mean_state_size", "wall_time_s"):
         assert pd.api.types.is_float_dtype(runs[column]), column
     assert pd.api.types.is_integer_dtype(runs["seed"]) and pd.api.types.is_integer_dtype(runs["steps"])
-    complete = runs[runs["status"] == "complete"]
-    assert len(complete) == 2 and complete["test_acc"].between(0, 1).all()
+    assert runs["counted"].tolist().count(True) == 1
 
 
 def test_load_runs_of_an_empty_folder_has_the_columns(tmp_path):
@@ -278,25 +319,107 @@ def test_load_runs_refuses_another_schema_version(trained, tmp_path):
         records.load_runs(tmp_path)
 
 
-# ---------------------------------------------------------------- run folders
+# ---------------------------------------------------------------- run identity and folders
 
-def test_run_dir_layout():
-    assert records.run_dir("runs", "cpu", "smnist_tau0.02", 42) == Path("runs/cpu/smnist_tau0.02/seed_42")
+def test_run_dir_of_a_packaged_config_and_of_overrides():
+    config = get_config("smnist_tau0.02", "cpu")
+    assert records.run_dir("runs", config, 42) == Path("runs/cpu/smnist_tau0.02/seed_42")
+    overridden = get_config("smnist_tau0.02", "cpu", {"reduction.tau": 0.5, "steps": 100})
+    assert records.run_dir("runs", overridden, 42) == \
+        Path("runs/cpu/smnist_tau0.02@reduction.tau=0.5,steps=100/seed_42")
+    assert records.run_name(get_config("smnist_tau0.02", "cpu", {"steps": 10_000})) == "smnist_tau0.02"  # no change
+    many = get_config("smnist_tau0.02", "cpu", {f"optim.{k}": 0.123456789 for k in ("lr", "init_lr", "final_lr")}
+                      | {"model.dropout": 0.123456789, "reduction.gate": 0.923456789, "reduction.fraction": 0.12345})
+    name = records.run_name(many)
+    assert len(name) < 140 and name.startswith("smnist_tau0.02@") and re.search(r"~[0-9a-f]{10}$", name)
+    assert records.describe(overridden, 42) == "smnist_tau0.02@reduction.tau=0.5,steps=100 seed 42 (cpu profile)"
 
 
-def test_prepare_run_dir_creates_a_writable_folder(tmp_path):
-    path = records.prepare_run_dir(tmp_path / "a" / "b" / "seed_0")
-    assert path == tmp_path / "a" / "b" / "seed_0" and path.is_dir()
-    assert list(path.iterdir()) == []  # the write probe is removed
-    assert records.prepare_run_dir(str(path)) == path  # existing folder: fine
+def test_folder_identity_comes_from_the_folder_name_only_for_packaged_configs():
+    assert records.folder_identity("runs/cpu/smnist_tau0.02/seed_42") == (get_config("smnist_tau0.02", "cpu"), 42)
+    for path in ("runs/cpu/smnist_tau0.02@steps=1/seed_42", "runs/cpu/smnist_tau0.02/seed_042", "x/run",
+                 "runs/cpu/no_such_config/seed_1", "runs/gpu/smnist_tau0.02/seed_1", "runs/cpu/scifar_tau0.10/seed_1"):
+        assert records.folder_identity(path) is None, path
 
 
-def test_prepare_run_dir_under_a_file_is_a_one_line_error(tmp_path):
+def test_claimed_writes_the_identity_and_refuses_another_run(tmp_path):
+    config = get_config("smnist_tau0.02", "smoke")
+    folder = records.run_dir(tmp_path, config, 3)
+    with records.claimed(folder, config, 3):
+        assert yaml.safe_load((folder / "config.yaml").read_text()) == {"seed": 3, **config.to_dict()}
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    others = [(get_config("smnist_tau0.02", "smoke", {"reduction.tau": 0.5}), 3), (config, 4),
+              (get_config("smnist_baseline", "smoke"), 3)]
+    for other, seed in others:
+        fragment = "is the folder of smnist_tau0.02 seed 3"
+        with pytest.raises(CompressmError) as info:
+            with records.claimed(folder, other, seed):
+                pass
+        message = str(info.value)
+        assert "\n" not in message and fragment in message and records.describe(other, seed) in message
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing changed
+
+    elsewhere = tmp_path / "mine"  # a folder whose name says nothing: the stored identity decides
+    with records.claimed(elsewhere, config, 3):
+        pass
+    with pytest.raises(CompressmError, match="holds smnist_tau0.02 seed 3 .smoke profile., not smnist_baseline"):
+        records.check_identity(elsewhere, get_config("smnist_baseline", "smoke"), 3)
+
+
+def test_claimed_clears_a_failed_record_and_temporary_files(tmp_path):
+    config = get_config("smnist_baseline", "smoke")
+    folder = records.run_dir(tmp_path, config, 1)
+    records.save_failure(folder, config, 1, "boom")
+    (folder / ".checkpoint.msgpack.tmp-99999").write_bytes(b"half")
+    with records.claimed(folder, config, 1):
+        assert {p.name for p in folder.iterdir()} == {"config.yaml", ".lock"}
+
+
+def test_one_writer_per_folder(tmp_path):
+    folder = tmp_path / "run"
+    with records.locked(folder):
+        with pytest.raises(CompressmError) as info:
+            with records.locked(folder):
+                pass
+        assert f"(pid {os.getpid()})" in str(info.value) and "being written by another process" in str(info.value)
+    with records.locked(folder):  # released at the end of the block
+        pass
+
+
+def test_a_folder_under_a_file_is_a_one_line_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     for target in (blocker / "seed_0", blocker):
         with pytest.raises(CompressmError) as info:
-            records.prepare_run_dir(target)
+            with records.locked(target):
+                pass
         message = str(info.value)
         assert "\n" not in message and "not writable" in message and str(target) in message
     assert blocker.is_file() and blocker.read_text() == ""
+
+
+def test_records_without_a_stored_seed_or_newer_fields_keep_their_identity(trained, tmp_path):
+    """Records made before the seed was stored beside the config take it from metrics.json; fields added to the
+    config since take the value those records were made with (`records.upgraded_config`)."""
+    folder = _copy_record(trained.path, tmp_path / "old")
+    values = yaml.safe_load((folder / "config.yaml").read_text())
+    del values["seed"]
+    (folder / "config.yaml").write_text(yaml.safe_dump(values))
+    assert records.stored_identity(folder) == (trained.config, TRAIN_SEED)
+    (folder / "metrics.json").unlink()  # an older library's run killed before its record
+    with pytest.raises(CompressmError, match="names no seed and the folder holds no record"):
+        records.stored_identity(folder)
+    assert records.upgraded_config({"name": "x"})["model"] == (
+        {"norm": "batch"} if "norm" in {f.name for f in dataclasses.fields(ModelConfig)} else {})
+
+
+def test_checkpoint_round_trip_and_a_damaged_one(tmp_path):
+    state = {"step": 7, "arrays": {"a": np.arange(3, dtype=np.float32)}, "rows": [{"x": 1.5, "y": None}]}
+    records.save_checkpoint(tmp_path, state)
+    loaded = records.load_checkpoint(tmp_path)
+    assert loaded["step"] == 7 and loaded["rows"] == [{"x": 1.5, "y": None}]
+    _assert_trees_equal(loaded["arrays"], state["arrays"])
+    assert records.load_checkpoint(tmp_path / "none") is None
+    (tmp_path / "checkpoint.msgpack").write_bytes(b"\x93garbage")
+    with pytest.raises(CompressmError, match="unreadable.*delete it to start the run over"):
+        records.load_checkpoint(tmp_path)

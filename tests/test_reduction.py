@@ -331,3 +331,29 @@ def test_random_selection_keeps_random_diagonal_modes(system):
     kept = np.flatnonzero(np.isin(np.asarray(params["nu_log"]), np.asarray(reduced["nu_log"])))
     assert len(kept) == 8 == lru.state_size(reduced)
     jax.tree.map(np.testing.assert_array_equal, reduced, lru.select_states(params, kept))
+
+
+# ---------------------------------------------------------------- systems the reduction refuses
+
+@pytest.mark.parametrize("name, index, value, fragment", [
+    ("nu_log", 2, np.nan, "lambda has NaN or infinite entries"),
+    ("B_re", (0, 0), np.inf, "B has NaN or infinite entries"),
+    ("C_im", (0, 1), -np.inf, "C has NaN or infinite entries"),
+    ("nu_log", 1, -40.0, r"unstable: some \|lambda\| >= 1"),  # exp(-exp(-40)) rounds to 1
+    ("nu_log", 1, 8.0, "lambda = 0 has no LRU parameters"),  # exp(-exp(8)) underflows to 0
+])
+def test_reduction_refuses_systems_without_hsvs(name, index, value, fragment):
+    params = _init_lru(jax.random.PRNGKey(0), 6, 2)
+    bad = {**params, name: params[name].at[index].set(value)}
+    for call in (lambda: reduction.lru_hsv(bad), lambda: reduction.reduce_lru(bad, 0.1),
+                 lambda: reduction.refuse_defects(reduction.system_defects(*lru.system_from(bad)[:3]))):
+        with pytest.raises(reduction.InvalidSystem, match=fragment):
+            call()
+
+
+@pytest.mark.parametrize("zero", ["B", "C"])
+def test_reduction_refuses_a_system_without_input_or_output(zero):
+    params = _init_lru(jax.random.PRNGKey(0), 6, 2)
+    params = {**params, **{f"{zero}_{part}": jnp.zeros_like(params[f"{zero}_{part}"]) for part in ("re", "im")}}
+    with pytest.raises(reduction.InvalidSystem, match=f"{zero} = 0: the system has no"):
+        reduction.balance_lru(params)

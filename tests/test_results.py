@@ -1,22 +1,25 @@
 """Reading records back for the book: benchmark records from where `compressm bench` writes them, and a paper
 table's runs from a runs folder."""
 
-import json
+import pytest
 
 from compressm import bench, results
+from compressm.errors import CompressmError
 from compressm.paper import table_configs
 
 
 def test_bench_writes_its_records_where_results_reads_them(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPRESSM_RUNS", str(tmp_path))
-    assert bench.run_benchmarks(only=["no-such-benchmark"]) == []  # creates the hardware's folder, runs nothing
+    measured = {"median_s": 0.5, "state_size": 8}
+    fake = [("streaming/smnist/N8", lambda repeats: measured)]
+    monkeypatch.setattr(bench, "_benchmarks", lambda backend, authors=None: fake)
+    (record,) = bench.run_benchmarks(repeats=1)  # writes through the real writer, measures nothing
     (folder,) = results.bench_root().iterdir()
-    assert folder.parent == tmp_path / "bench"
-    record = {"name": "streaming/smnist/N8", "state_size": 8, "median_s": 0.5, "date": "2026-01-01",
-              "environment": {"hardware": "cpu: 2-core CPU", "commit": "0123456789"}}
-    (folder / "streaming__smnist__N8.json").write_text(json.dumps(record))
+    assert folder.parent == tmp_path / "bench" and record["name"] == "streaming/smnist/N8"
     frame = results.load_bench()
     assert frame.name.tolist() == ["streaming/smnist/N8"] and frame.median_ms.tolist() == [500.0]
+    with pytest.raises(CompressmError, match="no benchmark named 'no-such-benchmark'"):
+        bench.run_benchmarks(only=["no-such-benchmark"])
 
 
 def test_an_empty_runs_folder_misses_every_config_of_a_table(tmp_path):
