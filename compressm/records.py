@@ -244,9 +244,11 @@ def _plain(value):
     return value
 
 
+@functools.cache
 def _git_commit() -> str:
     """$COMPRESSM_COMMIT if set (copies without this tree's .git), else the library's commit (+dirty if compressm/
-    has changes), else 'unknown'."""
+    has changes), else 'unknown'. Read once per process, when it first imports this module: the commit of the
+    code the process runs, even if the checkout moves on while a long run trains."""
     if os.environ.get("COMPRESSM_COMMIT"):
         return os.environ["COMPRESSM_COMMIT"]
     try:
@@ -256,6 +258,9 @@ def _git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+_git_commit()
 
 
 def _cpu_name() -> str:
