@@ -312,8 +312,10 @@ def fastest_recurrence(records: pd.DataFrame) -> pd.DataFrame:
     """The recurrence sweep (`width_sweep` records): per (hardware, width H, state size N), each recurrence's step
     time, the fastest, what `lru.choose_recurrence` picks there (`auto`) and its time over the fastest's."""
     sweep = records[records.kind == "width_sweep"]
+    if sweep.empty:
+        return pd.DataFrame(columns=["hardware", "H", "N", *lru.RECURRENCES, "fastest", "auto", "auto / fastest"])
     table = sweep.pivot_table(index=["hardware", "width", "state_size"], columns="recurrence", values="median_ms")
-    table = table.reset_index()
+    table = table.reset_index().rename_axis(columns=None)
     times = table[[c for c in lru.RECURRENCES if c in table.columns]]
     table["fastest"] = times.idxmin(axis=1)
     table["auto"] = [lru.choose_recurrence(h.split(":")[0], int(w)) for h, w in zip(table.hardware, table.width)]
@@ -323,16 +325,17 @@ def fastest_recurrence(records: pd.DataFrame) -> pd.DataFrame:
 
 def authors_comparison(root: Path | str | None = None) -> pd.DataFrame:
     """The `versus_authors` records: per hardware and state size N, our training step and the authors' (their
-    released code) measured in one run, and the ratios (theirs at N / ours at N; theirs at the full size / ours)."""
+    released code) measured in one run, and the ratios: theirs at N / ours at N, and theirs at the full size (their
+    model before compression) / ours at N."""
     rows = []
     for r in _bench_records(root):
         if r["name"].startswith("versus_authors/"):
-            full = max(r["sizes"])
             rows += [{"hardware": r["environment"]["hardware"], "N": n, "ours (ms)": 1e3 * r["ours_s"][str(n)],
                       "authors (ms)": 1e3 * r["authors_s"][str(n)], "speedup at N": r["speedup"][str(n)],
-                      f"their N = {full} / ours at N": r["speedup_vs_full"][str(n)], "recurrence": r["recurrence"],
+                      "speedup vs their full N": r["speedup_vs_full"][str(n)], "recurrence": r["recurrence"],
                       "authors' commit": r["authors_commit"][:7], "date": r["date"]} for n in r["sizes"]]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["hardware", "N", "ours (ms)", "authors (ms)", "speedup at N",
+                                       "speedup vs their full N", "recurrence", "authors' commit", "date"])
 
 
 def styled(frame: pd.DataFrame, precision: int = 2):
