@@ -65,7 +65,7 @@ def reproduce(configs, seeds, profile: str, *, root: Path | str | None = None, d
     Complete runs are skipped. A run whose notebook fails is recorded as failed (its executed notebook,
     kept beside the record, shows the error) and is never counted in a table. With jobs > 1, that many
     notebooks run at once, each single-threaded (XLA_FLAGS); it pays only where cores do not share memory
-    bandwidth (on the 2-vCPU machine of this project it gained nothing). Compilations are
+    bandwidth (on the 2-core CPU that made the committed runs it gained nothing). Compilations are
     cached on disk ($JAX_COMPILATION_CACHE_DIR, default ~/.cache/compressm/jax) across runs.
     Returns one row per run.
     """
