@@ -159,7 +159,13 @@ def verdicts(view: TableView) -> pd.DataFrame:
 
 def _detail(view: TableView, setting, mine: pd.DataFrame, outcomes: dict) -> str:
     if mine.empty:
-        have = ", ".join(config_label(c) for c in setting_rows(view, setting).config)
+        paper = paper_values()
+        have = "; ".join(
+            f"{config_label(r.config)}: {r.acc_mean:.1f} % at N = {r.size_mean:.1f} ({r.n_seeds} seed"
+            f"{'s' if r.n_seeds > 1 else ''}" + (f"; paper {paper[r.config]['accuracy']} % at "
+                                                 f"{paper[r.config]['state_size']})"
+                                                 if paper[r.config]["accuracy"] is not None else ")")
+            for r in setting_rows(view, setting).itertuples())
         return f"this setting lacks the runs to compare; it has {have}"
     groups: dict[str, list[str]] = {}
     for tau, outcome in outcomes.items():

@@ -54,7 +54,8 @@ def training_curves(metrics: dict) -> plt.Figure:
     if history.empty:
         return fig
     ax_loss.plot(history.step, history.train_loss)
-    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log")
+    _plain_log_y(ax_loss)
+    ax_loss.set(ylabel="training loss")
     for column, label in [("train_acc", "train (running)"), ("val_acc", "validation")]:
         ax_acc.plot(history.step, history[column], label=label)
     summary = metrics["summary"]
@@ -245,6 +246,16 @@ def _lines_by(ax, frame: pd.DataFrame, by: list[str], x: str, y: str, label, col
         ax.plot(group[x], group[y], fmt(key) if fmt else "o-", label=label(key), color=colour(key) if colour else None)
 
 
+def _plain_log_y(ax) -> None:
+    """A log-scaled y axis labelled with plain numbers ("20", not "2 x 10^1") at 1, 2, 3 and 5 times powers of ten."""
+    def minor(x, _):
+        return f"{x:g}" if x > 0 and round(x / 10 ** np.floor(np.log10(x))) in (2, 3, 5) else ""
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter("{x:g}")
+    ax.yaxis.set_minor_formatter(minor)
+
+
 def _size_axis(ax, sizes) -> None:
     """Log-scaled x axis with a plain tick at each measured state size."""
     ax.set_xscale("log")
@@ -263,7 +274,8 @@ def step_time_vs_size(bench: pd.DataFrame) -> plt.Figure:
         _lines_by(ax, panel, ["recurrence"], "state_size", "median_ms", label=lambda key: key[0],
                   colour=lambda key: _RECURRENCE_COLOUR[key[0]])
         _size_axis(ax, panel.state_size)
-        ax.set(yscale="log", xlabel="state size N", ylabel="ms per step (batch 50)", title=f"{dataset}, {hardware}")
+        _plain_log_y(ax)
+        ax.set(xlabel="state size N", ylabel="ms per step (batch 50)", title=f"{dataset}, {hardware}")
     _legend_below(fig, axes)
     return fig
 
@@ -290,7 +302,8 @@ def width_sweep(bench: pd.DataFrame) -> plt.Figure:
               colour=lambda key: _RECURRENCE_COLOUR[key[1]],
               fmt=lambda key: "o--" if key[0].startswith("cpu") else "o-")  # CPU dashed, GPU solid
     _size_axis(ax, sweep.width)
-    ax.set(yscale="log", xlabel="width H (N = 64, batch 50, L = 784)", ylabel="ms per training step")
+    _plain_log_y(ax)
+    ax.set(xlabel="width H (N = 64, batch 50, L = 784)", ylabel="ms per training step")
     _legend_below(fig, [ax])
     return fig
 

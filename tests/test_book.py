@@ -133,9 +133,11 @@ def test_the_book_links_the_paper_the_code_and_the_repository_and_the_notebook_d
     hrefs = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "a")}
     assert {"https://arxiv.org/abs/2510.02823", "https://github.com/camail-official/compressm",
             links.repository_url()} <= hrefs
-    browser.get((Path(html) / "book" / "train.html").as_uri())
-    downloads = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "article a.download")]
-    assert downloads and downloads[0].endswith("train.ipynb")
+    page = Path(html) / "book" / "train.html"
+    browser.get(page.as_uri())
+    hrefs = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
+    downloads = [h for h in hrefs if "/_downloads/" in h and h.endswith("/train.ipynb")]
+    assert downloads, f"no download link to the notebook on {page}; links: {hrefs}"
     assert Path(downloads[0].removeprefix("file://")).is_file()
 
 
