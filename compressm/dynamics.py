@@ -17,7 +17,7 @@ the whole interval since the previous record. match[t, b, i] is the index (in th
 of the HSV that continues HSV i of record t - 1: `match_states` assigns them by the overlap of the eigenvectors
 of H (`scipy.optimize.linear_sum_assignment`), and `track` follows them.
 All linear algebra is float64 (jax x64 inside `lru_hankel_operator`); negative eigenvalues of P and Q (rounding)
-are clipped to 0, with no regulariser.
+are clipped to 0, with no regulariser. `find_record`, `summary` and `reading` read a recorded run for the book.
 """
 
 from functools import partial
@@ -26,9 +26,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from compressm import lru, reduction
+from compressm import lru, records, reduction
 from compressm.configs import DynamicsConfig
 from compressm.model import block_lru, num_blocks
 from compressm.reduction import HsvSystem
@@ -167,3 +168,71 @@ def arrays(trace: dict) -> dict[str, np.ndarray]:
     if not trace.get("step"):
         return {}
     return {name: np.asarray(trace[name]) for name in TRACE_ARRAYS}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading a recorded run (the dynamics page)
+# ----------------------------------------------------------------------------------------------------------
+def find_record(root=None, config: str = "smnist_dynamics") -> tuple[str, dict[str, np.ndarray]] | None:
+    """(path, `records.load_dynamics`) of the run to show: a counted run of `config` with dynamics, the paper
+    profile's (the recipe's 25k steps) before the cpu profile's, the smallest seed; None if there is none."""
+    runs = records.load_runs(records.runs_root(root))
+    runs = runs[runs.counted & (runs.config == config)].sort_values("seed")
+    for profile in ("paper", "cpu"):
+        for path in runs[runs.profile == profile].path:
+            arrays = records.load_dynamics(path)
+            if arrays:
+                return path, arrays
+    return None
+
+
+def cut_margin(arrays: dict, bound: str = "bound_step", tau: float = 0.02, block: int = 0) -> np.ndarray:
+    """Per record (T,): the gap between the last HSV that tolerance tau keeps and the first it drops, over twice
+    the Weyl bound `bound` ('bound_step' or 'bound_interval'); above 1, no change of that size can move a state
+    across the cut. NaN where the bound is unknown (the first record) or nothing is dropped."""
+    out = np.full(len(arrays["step"]), np.nan)
+    for t, (hsv, b) in enumerate(zip(arrays["hsv"][:, block], arrays[bound][:, block])):
+        rank = reduction.rank_for_tau(hsv, tau)
+        if rank < len(hsv) and np.isfinite(b):
+            out[t] = (hsv[rank - 1] - hsv[rank]) / (2 * b)
+    return out
+
+
+def summary(arrays: dict, block: int = 0, at_steps=(0, 1000, 3000, 5000, 10000, 25000),
+            tau: float = 0.02) -> pd.DataFrame:
+    """The trace at those of `at_steps` that were recorded: largest and smallest HSV, the Weyl bounds of one step
+    and of the interval since the previous record, the share of adjacent pairs the one-step bound cannot swap
+    (`stable_pairs`), the rank tau keeps, and `cut_margin` for both bounds."""
+    step_margin, interval_margin = (cut_margin(arrays, b, tau, block) for b in ("bound_step", "bound_interval"))
+    rows = []
+    for t in [int(np.flatnonzero(arrays["step"] == s)[0]) for s in at_steps if s in arrays["step"]]:
+        hsv, b_step = arrays["hsv"][t, block], arrays["bound_step"][t, block]
+        rows.append({"step": int(arrays["step"][t]), "largest HSV": hsv[0], "smallest HSV": hsv[-1],
+                     "bound, one step": b_step, "bound, interval": arrays["bound_interval"][t, block],
+                     "pairs kept in order, one step (%)": 100 * stable_pairs(hsv, b_step).mean() if t else np.nan,
+                     f"rank at tau = {tau}": reduction.rank_for_tau(hsv, tau),
+                     "cut margin, one step": step_margin[t], "cut margin, interval": interval_margin[t]})
+    return pd.DataFrame(rows)
+
+
+def reading(arrays: dict, block: int = 0, tau: float = 0.02, after_step: int = 3000) -> str:
+    """Markdown sentences on what a trace shows: growth of the HSVs, the one-step bound against them, how often
+    the cut at tau is safe from one step and from one interval of change, and the bottom-half energy."""
+    steps, hsv = arrays["step"], arrays["hsv"][:, block]
+    later = steps >= after_step
+    b_step = arrays["bound_step"][:, block]
+    step_margin, interval_margin = (cut_margin(arrays, b, tau, block) for b in ("bound_step", "bound_interval"))
+    pairs = np.array([stable_pairs(h, b).mean() for h, b in zip(hsv, b_step)])
+    half = bottom_energy(hsv, hsv.shape[1] // 2)
+    share = lambda x: f"{100 * np.mean(x[later & np.isfinite(x)] > 1):.0f} %"
+    return (
+        f"Over steps {steps[0]}-{steps[-1]} the largest HSV goes from {hsv[0, 0]:.3g} to {hsv[-1, 0]:.3g} and the"
+        f" smallest from {hsv[0, -1]:.3g} to {hsv[-1, -1]:.3g}. From step {after_step} on, one gradient step moves"
+        f" any HSV by at most {np.nanmedian(b_step[later]):.3g} (median over records), and"
+        f" {100 * np.nanmedian(pairs[later]):.0f} % of adjacent HSV pairs (median) are more than twice that apart."
+        f" At the cut tau = {tau} would make, the gap exceeds twice the one-step bound at {share(step_margin)} of"
+        f" the records and twice the bound of the {int(steps[1] - steps[0])} steps between records at"
+        f" {share(interval_margin)}. The smaller half of the HSVs holds {100 * half[0]:.2f} % of the Hankel energy"
+        f" at step {steps[0]}, {100 * half[np.argmax(later)]:.2f} % at step {steps[np.argmax(later)]} and"
+        f" {100 * half[-1]:.2f} % at step {steps[-1]}."
+    )
