@@ -198,6 +198,8 @@ def _steps_text(steps) -> str:
 # The paper's findings as checks on our runs
 # ----------------------------------------------------------------------------------------------------------
 _COLUMN = {"accuracy": ("acc_top3", "acc_std"), "size": ("size_mean", "size_std"), "size_spread": ("size_std", None)}
+_VERBS = {"same": "matches", "below": "is below", "above": "is above"}
+_METRIC_WORDS = {"accuracy": "in accuracy (%)", "size": "in final size", "size_spread": "in the spread of final sizes"}
 
 
 def noise(metric: str, std_a: float, std_b: float) -> float:
@@ -230,7 +232,8 @@ def check_table(name: str, root: Path | str | None = None, profile: str = PROFIL
     agg = agg[agg.profile == profile].drop_duplicates("config").set_index("config")
     rows = []
     for check in group.checks:
-        row = {"check": f"{label(group, check.a)} {check.relation} {label(group, check.b)} ({check.metric})"}
+        row = {"check": f"{label(group, check.a)} {_VERBS[check.relation]} {label(group, check.b)}"
+                        f" {_METRIC_WORDS[check.metric]}"}
         if check.a in agg.index and check.b in agg.index:
             row |= judge(check, agg.loc[check.a], agg.loc[check.b])
         else:

@@ -2,6 +2,7 @@
 with a marker per source (`analysis.SOURCE_TAGS`)."""
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
@@ -29,13 +30,11 @@ def _paper_points(ax, points: list[tuple[float, float, str]], colour: str = "k",
 
 
 def group_accuracy(agg: pd.DataFrame, group: Ablation, title: str = "") -> plt.Figure:
-    """Test accuracy of each config of a group: ours (top-3 mean, error bar = std over seeds, per profile) and the
-    paper's where it gives one; the final state size is written beside each of our bars."""
+    """Test accuracy of each config of a group: ours (top-3 mean, error bar = std over seeds, per profile, with the
+    final state size written beside) and the paper's where it gives one, hollow."""
     configs = list(group.configs)
-    fig, ax = plt.subplots(figsize=(8.5, 0.55 * len(configs) + 1.4), constrained_layout=True)
-    y = np.arange(len(configs))
+    fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(configs) + 1.4), constrained_layout=True)
     profiles = sorted(set(agg.profile))
-    height = 0.7 / max(len(profiles), 1)
     drew = False
     for i, profile in enumerate(profiles):
         ours = agg[agg.profile == profile].drop_duplicates("config").set_index("config")
@@ -43,18 +42,19 @@ def group_accuracy(agg: pd.DataFrame, group: Ablation, title: str = "") -> plt.F
         if not rows:
             continue
         drew = True
-        at = np.array([k for k, _ in rows]) + (i - (len(profiles) - 1) / 2) * height
-        acc = [r.acc_top3 for _, r in rows]
-        ax.barh(at, acc, height=height * 0.9, xerr=[r.acc_std for _, r in rows], color=f"C{i}", alpha=0.75,
-                capsize=3, label=f"ours ({profile} profile)")
+        at = np.array([k for k, _ in rows]) + 0.15 * (i - (len(profiles) - 1) / 2)
+        ax.errorbar([r.acc_top3 for _, r in rows], at, xerr=[r.acc_std for _, r in rows], fmt="o", color=f"C{i}",
+                    capsize=3, label=f"ours ({profile} profile)")
         for pos, (_, r) in zip(at, rows):
-            ax.text(1, pos, f"N = {r.size_mean:.0f}", va="center", fontsize=7, color="white")
+            ax.annotate(f"N = {r.size_mean:.0f}", (r.acc_top3, pos), xytext=(0, 7), textcoords="offset points",
+                        ha="center", fontsize=7)
     points = [(p["accuracy"], k, p["source"]) for k, c in enumerate(configs)
               if (p := paper_numbers(c)) and p["accuracy"] is not None]
     if points:
         _paper_points(ax, points)
-    ax.set_yticks(y, [label(group, c) for c in configs])
-    ax.invert_yaxis()
+    ax.set_yticks(range(len(configs)), [label(group, c) for c in configs])
+    ax.set_ylim(len(configs) - 0.4, -0.6)
+    ax.grid(axis="x", color="0.9")
     ax.set(xlabel="test accuracy (%)", title=title or group.title)
     _finish(ax, drew, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
@@ -95,6 +95,8 @@ def size_trajectories(runs: dict[str, dict[int, dict]], title: str = "") -> plt.
     for i, (name, by_seed) in enumerate(runs.items()):
         for j, (seed, m) in enumerate(by_seed.items()):
             history = pd.DataFrame(m["history"])
+            if history.empty:
+                continue
             sizes = [s[0] for s in history.state_sizes]
             ax.step(history.step, sizes, where="post", color=f"C{i}", lw=1, alpha=0.8,
                     label=name if j == 0 else None)
@@ -103,6 +105,9 @@ def size_trajectories(runs: dict[str, dict[int, dict]], title: str = "") -> plt.
                 ax.plot(rollback["step"], sizes[min(at, len(sizes) - 1)], "x", color=f"C{i}", ms=8,
                         label="rollback" if i == j == 0 else None)
     ax.set(xlabel="step", ylabel="state size N", yscale="log", title=title)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_yticks([4, 8, 16, 32, 64, 128, 256])
     _finish(ax, any(runs.values()))
     return fig
 
@@ -116,12 +121,13 @@ def _tracked_indices(n: int, count: int = 4) -> list[int]:
     return sorted(set(i for i in picks if 0 <= i < n))
 
 
-def dynamics_panels(arrays: dict, block: int = 0, bottom_fractions=(0.5, 0.75, 0.9), taus=(0.01, 0.02, 0.04),
-                    title: str = "") -> plt.Figure:
+def dynamics_panels(arrays: dict, block: int = 0, bottom_fractions=(0.125, 0.25, 0.5), taus=(0.01, 0.02, 0.04),
+                    banded: int = 4, title: str = "") -> plt.Figure:
     """The four panels of the paper's Fig. 2 from a dynamics record (`records.load_dynamics`):
     (a) every HSV against step; (b) the Weyl bound ||dH||_2 per step and per recorded interval, beside the median
     gap between adjacent HSVs; (c) a few HSVs tracked by eigenvector overlap (`dynamics.track`), each with the
-    band +- the interval bound around its previous value; (d) the energy share of the bottom r HSVs."""
+    band +- the interval bound around its previous value (for the `banded` largest: around the smaller ones the
+    band may cover the panel); (d) the energy share of the bottom r HSVs, r = fraction * N."""
     steps, hsv = arrays["step"], arrays["hsv"][:, block]
     b_step, b_int = arrays["bound_step"][:, block], arrays["bound_interval"][:, block]
     n = hsv.shape[1]
@@ -132,7 +138,7 @@ def dynamics_panels(arrays: dict, block: int = 0, bottom_fractions=(0.5, 0.75, 0
         ax.plot(steps, hsv[:, k], color=colours[k], lw=0.5)
     ax.set(yscale="log", xlabel="step", ylabel="HSV", title="(a) Hankel singular values (dark: largest)")
     ax = axes[0, 1]
-    ax.plot(steps, b_step, ".", ms=2, label="Weyl bound, one step")
+    ax.plot(steps, b_step, ".", ms=3, label="Weyl bound, one step")
     ax.plot(steps, b_int, "-", lw=0.8, label=f"Weyl bound, {int(steps[1] - steps[0]) if len(steps) > 1 else 0} steps")
     ax.plot(steps, np.median(-np.diff(hsv, axis=1), axis=1), "k:", lw=1, label="median gap between adjacent HSVs")
     ax.set(yscale="log", xlabel="step", ylabel="||dH||_2", title="(b) how far any HSV can move")
@@ -143,8 +149,9 @@ def dynamics_panels(arrays: dict, block: int = 0, bottom_fractions=(0.5, 0.75, 0
     for k in _tracked_indices(n):
         line = tracked[:, k]
         ax.plot(steps, line, color=colours[k], lw=0.8)
-        ax.fill_between(steps[1:], np.maximum(line[:-1] - b_int[1:], floor), line[:-1] + b_int[1:],
-                        color=colours[k], alpha=0.25, lw=0)
+        if k < banded:
+            ax.fill_between(steps[1:], np.maximum(line[:-1] - b_int[1:], floor), line[:-1] + b_int[1:],
+                            color=colours[k], alpha=0.2, lw=0)
     ax.set(yscale="log", ylim=(floor, None), xlabel="step", ylabel="tracked HSV",
            title="(c) tracked HSVs, band: previous value ± interval bound")
     ax = axes[1, 1]
