@@ -29,24 +29,19 @@ def _paper_points(ax, points: list[tuple[float, float, str]], colour: str = "k",
                    label=f"{what}{SOURCE_TAGS[source]}")
 
 
-def group_accuracy(agg: pd.DataFrame, group: Ablation, title: str = "") -> plt.Figure:
-    """Test accuracy of each config of a group: ours (top-3 mean, error bar = std over seeds, per profile, with the
-    final state size written beside) and the paper's where it gives one, hollow."""
+def group_accuracy(ours: pd.DataFrame, group: Ablation, ours_label: str = "ours", title: str = "") -> plt.Figure:
+    """Test accuracy of each config of a group: ours (`ours`: one setting's aggregate rows indexed by config, as
+    `analysis.setting_rows` gives them; the mean, error bar the sample std over seeds, with the final state size
+    written beside) and the paper's where it gives one, hollow."""
     configs = list(group.configs)
     fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(configs) + 1.4), constrained_layout=True)
-    profiles = sorted(set(agg.profile))
-    drew = False
-    for i, profile in enumerate(profiles):
-        ours = agg[agg.profile == profile].drop_duplicates("config").set_index("config")
-        rows = [(k, ours.loc[c]) for k, c in enumerate(configs) if c in ours.index]
-        if not rows:
-            continue
-        drew = True
-        at = np.array([k for k, _ in rows]) + 0.15 * (i - (len(profiles) - 1) / 2)
-        ax.errorbar([r.acc_top3 for _, r in rows], at, xerr=[r.acc_std for _, r in rows], fmt="o", color=f"C{i}",
-                    capsize=3, label=f"ours ({profile} profile)")
+    rows = [(k, ours.loc[c]) for k, c in enumerate(configs) if c in ours.index]
+    if rows:
+        at = [k for k, _ in rows]
+        ax.errorbar([r.acc_mean for _, r in rows], at, xerr=[np.nan_to_num(r.acc_sd) for _, r in rows], fmt="o",
+                    color="C0", capsize=3, label=ours_label)
         for pos, (_, r) in zip(at, rows):
-            ax.annotate(f"N = {r.size_mean:.0f}", (r.acc_top3, pos), xytext=(0, 7), textcoords="offset points",
+            ax.annotate(f"N = {r.size_mean:.0f}", (r.acc_mean, pos), xytext=(0, 7), textcoords="offset points",
                         ha="center", fontsize=7)
     points = [(p["accuracy"], k, p["source"]) for k, c in enumerate(configs)
               if (p := paper_numbers(c)) and p["accuracy"] is not None]
@@ -56,26 +51,26 @@ def group_accuracy(agg: pd.DataFrame, group: Ablation, title: str = "") -> plt.F
     ax.set_ylim(len(configs) - 0.4, -0.6)
     ax.grid(axis="x", color="0.9")
     ax.set(xlabel="test accuracy (%)", title=title or group.title)
-    _finish(ax, drew, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _finish(ax, bool(rows), loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
-def tau_curve(agg: pd.DataFrame, compressed: list[str], scratch: list[str], baseline: str,
-              title: str = "") -> plt.Figure:
+def tau_curve(ours: pd.DataFrame, compressed: list[str], scratch: list[str], baseline: str,
+              ours_label: str = "ours", title: str = "") -> plt.Figure:
     """Accuracy against final state size: the compressed (tau) runs as one curve and the from-scratch runs as
-    another, the baseline as a point; ours filled (per profile), the paper's hollow and dotted, marker by source."""
+    another, the baseline as a point; ours filled (`ours`: one setting's rows indexed by config), the paper's
+    hollow and dotted, marker by source."""
     fig, ax = plt.subplots(figsize=(8.5, 4), constrained_layout=True)
     roles = ((compressed, "o-", "C1", "compressed in training"), (scratch, "s--", "C2", "from scratch"),
              ([baseline], "^", "C0", "baseline"))
     drew = False
-    for i, profile in enumerate(sorted(set(agg.profile))):
-        ours = agg[agg.profile == profile].drop_duplicates("config").set_index("config")
-        for configs, fmt, colour, what in roles:
-            rows = ours.loc[[c for c in configs if c in ours.index]].sort_values("size_mean")
-            if len(rows):
-                drew = True
-                ax.errorbar(rows.size_mean, rows.acc_top3, xerr=rows.size_std, yerr=rows.acc_std, fmt=fmt,
-                            color=colour, capsize=3, alpha=1 - 0.3 * i, label=f"{what}, ours ({profile} profile)")
+    for configs, fmt, colour, what in roles:
+        rows = ours.loc[[c for c in configs if c in ours.index]].sort_values("size_mean")
+        if len(rows):
+            drew = True
+            ax.errorbar(rows.size_mean, rows.acc_mean, xerr=np.nan_to_num(rows.size_sd.to_numpy(dtype=float)),
+                        yerr=np.nan_to_num(rows.acc_sd.to_numpy(dtype=float)), fmt=fmt, color=colour, capsize=3,
+                        label=f"{what}, {ours_label}")
     for configs, _, colour, what in roles:
         points = sorted((p["state_size"], p["accuracy"], p["source"]) for c in configs
                         if (p := paper_numbers(c)) and p["accuracy"] is not None)
@@ -83,6 +78,9 @@ def tau_curve(agg: pd.DataFrame, compressed: list[str], scratch: list[str], base
             ax.plot([x for x, _, _ in points], [y for _, y, _ in points], ":", color=colour, lw=1)
             _paper_points(ax, points, colour, f"{what}, ")
     ax.set(xscale="log", xlabel="final state size N (per-block mean)", ylabel="test accuracy (%)", title=title)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks([8, 16, 32, 64, 128, 256])
     _finish(ax, drew, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -90,7 +88,7 @@ def tau_curve(agg: pd.DataFrame, compressed: list[str], scratch: list[str], base
 def size_trajectories(runs: dict[str, dict[int, dict]], title: str = "") -> plt.Figure:
     """State size (block 0) against step for each run, one colour per config; rollbacks marked x.
 
-    `runs` maps a label to {seed: metrics.json} (`analysis.counted_records`)."""
+    `runs` maps a label to {seed: metrics.json} (`analysis.result_records`)."""
     fig, ax = plt.subplots(figsize=(7.5, 3.6), constrained_layout=True)
     for i, (name, by_seed) in enumerate(runs.items()):
         for j, (seed, m) in enumerate(by_seed.items()):
@@ -121,27 +119,39 @@ def _tracked_indices(n: int, count: int = 4) -> list[int]:
     return sorted(set(i for i in picks if 0 <= i < n))
 
 
-def dynamics_panels(arrays: dict, block: int = 0, bottom_fractions=(0.125, 0.25, 0.5), taus=(0.01, 0.02, 0.04),
+_PANELS = ("(a) Hankel singular values (dark: largest)", "(b) how far any HSV can move",
+           "(c) tracked HSVs, band: previous value ± interval bound", "(d) energy of the smallest HSVs")
+
+
+def dynamics_panels(arrays: dict | None, block: int = 0, bottom_fractions=(0.125, 0.25, 0.5), taus=(0.01, 0.02, 0.04),
                     banded: int = 4, title: str = "") -> plt.Figure:
     """The four panels of the paper's Fig. 2 from a dynamics record (`records.load_dynamics`):
     (a) every HSV against step; (b) the Weyl bound ||dH||_2 per step and per recorded interval, beside the median
     gap between adjacent HSVs; (c) a few HSVs tracked by eigenvector overlap (`dynamics.track`), each with the
     band +- the interval bound around its previous value (for the `banded` largest: around the smaller ones the
-    band may cover the panel); (d) the energy share of the bottom r HSVs, r = fraction * N."""
+    band may cover the panel); (d) the energy share of the bottom r HSVs, r = fraction * N. Without a record
+    (None or {}), the four panels empty, with a note."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
+    if title:
+        fig.suptitle(title)
+    if not arrays:  # no record yet: the four empty panels, titled
+        for ax, panel in zip(axes.flat, _PANELS):
+            ax.set(title=panel, xlabel="step")
+            _finish(ax, False)
+        return fig
     steps, hsv = arrays["step"], arrays["hsv"][:, block]
     b_step, b_int = arrays["bound_step"][:, block], arrays["bound_interval"][:, block]
     n = hsv.shape[1]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
     ax = axes[0, 0]
     colours = plt.cm.viridis(np.linspace(0, 1, n))
     for k in range(n):
         ax.plot(steps, hsv[:, k], color=colours[k], lw=0.5)
-    ax.set(yscale="log", xlabel="step", ylabel="HSV", title="(a) Hankel singular values (dark: largest)")
+    ax.set(yscale="log", xlabel="step", ylabel="HSV", title=_PANELS[0])
     ax = axes[0, 1]
     ax.plot(steps, b_step, ".", ms=3, label="Weyl bound, one step")
     ax.plot(steps, b_int, "-", lw=0.8, label=f"Weyl bound, {int(steps[1] - steps[0]) if len(steps) > 1 else 0} steps")
     ax.plot(steps, np.median(-np.diff(hsv, axis=1), axis=1), "k:", lw=1, label="median gap between adjacent HSVs")
-    ax.set(yscale="log", xlabel="step", ylabel="||dH||_2", title="(b) how far any HSV can move")
+    ax.set(yscale="log", xlabel="step", ylabel="||dH||_2", title=_PANELS[1])
     ax.legend(fontsize=7)
     ax = axes[1, 0]
     tracked = dynamics.track(hsv, arrays["match"][:, block])
@@ -153,7 +163,7 @@ def dynamics_panels(arrays: dict, block: int = 0, bottom_fractions=(0.125, 0.25,
             ax.fill_between(steps[1:], np.maximum(line[:-1] - b_int[1:], floor), line[:-1] + b_int[1:],
                             color=colours[k], alpha=0.2, lw=0)
     ax.set(yscale="log", ylim=(floor, None), xlabel="step", ylabel="tracked HSV",
-           title="(c) tracked HSVs, band: previous value ± interval bound")
+           title=_PANELS[2])
     ax = axes[1, 1]
     for fraction in bottom_fractions:
         r = int(fraction * n)
@@ -161,8 +171,6 @@ def dynamics_panels(arrays: dict, block: int = 0, bottom_fractions=(0.125, 0.25,
     for tau in taus:
         ax.axhline(tau, color="0.5", lw=0.6, ls="--")
         ax.text(steps[-1], tau, f"tau = {tau}", fontsize=6, ha="right", va="bottom", color="0.4")
-    ax.set(yscale="log", xlabel="step", ylabel="share of the sum of HSVs", title="(d) energy of the smallest HSVs")
+    ax.set(yscale="log", xlabel="step", ylabel="share of the sum of HSVs", title=_PANELS[3])
     ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
     return fig

@@ -17,7 +17,8 @@ the whole interval since the previous record. match[t, b, i] is the index (in th
 of the HSV that continues HSV i of record t - 1: `match_states` assigns them by the overlap of the eigenvectors
 of H (`scipy.optimize.linear_sum_assignment`), and `track` follows them.
 All linear algebra is float64 (jax x64 inside `lru_hankel_operator`); negative eigenvalues of P and Q (rounding)
-are clipped to 0, with no regulariser. `find_record`, `summary` and `reading` read a recorded run for the book.
+are clipped to 0, with no regulariser. `summary` and `reading` read a recorded trace for the book
+(`analysis.dynamics_record` finds it).
 """
 
 from functools import partial
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from compressm import lru, records, reduction
+from compressm import lru, reduction
 from compressm.configs import DynamicsConfig
 from compressm.model import block_lru, num_blocks
 from compressm.reduction import HsvSystem
@@ -173,19 +174,6 @@ def arrays(trace: dict) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------------------------
 # Reading a recorded run (the dynamics page)
 # ----------------------------------------------------------------------------------------------------------
-def find_record(root=None, config: str = "smnist_dynamics") -> tuple[str, dict[str, np.ndarray]] | None:
-    """(path, `records.load_dynamics`) of the run to show: a counted run of `config` with dynamics, the paper
-    profile's (the recipe's 25k steps) before the cpu profile's, the smallest seed; None if there is none."""
-    runs = records.load_runs(records.runs_root(root))
-    runs = runs[runs.counted & (runs.config == config)].sort_values("seed")
-    for profile in ("paper", "cpu"):
-        for path in runs[runs.profile == profile].path:
-            arrays = records.load_dynamics(path)
-            if arrays:
-                return path, arrays
-    return None
-
-
 def cut_margin(arrays: dict, bound: str = "bound_step", tau: float = 0.02, block: int = 0) -> np.ndarray:
     """Per record (T,): the gap between the last HSV that tolerance tau keeps and the first it drops, over twice
     the Weyl bound `bound` ('bound_step' or 'bound_interval'); above 1, no change of that size can move a state

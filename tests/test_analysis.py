@@ -12,7 +12,9 @@ import pytest
 
 from compressm import analysis, analysis_plots, compression, dynamics, records
 from compressm.configs import config_names, get_config
+from compressm.findings import AS_FOUND, CONTRARY, UNTESTED
 from compressm.paper import paper_values
+from compressm.results import NBSP
 
 
 def _record(root, config_name: str, seed: int, acc: float, size: float, profile: str = "cpu",
@@ -38,7 +40,7 @@ def test_every_group_names_packaged_configs_known_sources_and_its_own_checks():
         assert {source for source, _ in group.findings} <= set(analysis.SOURCES)
         for check in group.checks:
             assert {check.a, check.b} <= set(group.configs) and check.relation in ("same", "below", "above")
-            assert check.metric in ("accuracy", "size", "size_spread")
+            assert check.metric in ("accuracy", "size_spread")
     for config, numbers in analysis.extra_numbers().items():
         assert config in names and numbers["source"] in analysis.SOURCES
         assert config not in paper_values(), f"{config}: Table 2/3 numbers live in paper_values.yaml only"
@@ -80,20 +82,27 @@ def test_paper_numbers_carry_their_source():
 # ---------------------------------------------------------------- with no runs, then with runs
 
 def test_with_no_runs_every_row_is_there_and_the_note_gives_the_command(tmp_path):
-    table = analysis.group_table("selection", tmp_path)
+    view = analysis.group_view("selection", tmp_path)
+    assert analysis.lead_setting(view) is None
+    table = analysis.group_table(view, None)
     assert list(table.config) == list(analysis.ablation("selection").configs)
-    assert set(table["accuracy %"]) == {"-"} and set(table.seeds) == {0}
+    assert set(table["test accuracy %"]) == {"-"} and set(table.seeds) == {"-"}
+    assert table["paper's source"].tolist() == ["the paper (Tables 2 and 3)", "-", "-", "-"]  # no C.1 numbers known
     note = analysis.missing_note("selection", tmp_path)
+    assert "`smnist_select_largest` (seeds 42, 8, 123)" in note
     assert "python -m compressm reproduce --config smnist_baseline smnist_select_largest" in note
     assert note.endswith("--profile cpu --seeds 42 8 123`.")
-    assert "not measured yet" in analysis.verdict("selection", tmp_path)
+    assert "**Not tested** yet" in analysis.verdict("selection", tmp_path)
     schedule = analysis.schedule_table("scifar_taus")
     assert schedule.loc[0, "mode"] == "no budget in this profile"
+    figure = analysis_plots.group_accuracy(analysis.setting_rows(view, None), view.group)
+    assert "no complete runs of ours yet" in [t.get_text() for t in figure.axes[0].texts]
+    plt.close("all")
 
 
 def _selection_runs(root, smallest_acc: float) -> None:
     accuracies = {"smnist_baseline": (0.900, 0.905, 0.895), "smnist_select_largest": (0.898, 0.902, 0.896),
-                  "smnist_select_random": (0.85, 0.86, 0.84), "smnist_select_smallest": (smallest_acc,) * 3}
+                  "smnist_select_random": (0.85, 0.86, 0.84), "smnist_select_smallest": (smallest_acc, smallest_acc + 0.002, smallest_acc - 0.002)}
     for config, accs in accuracies.items():
         for seed, acc in zip(analysis.SEEDS, accs):
             _record(root, config, seed, acc, 256 if config == "smnist_baseline" else 32)
@@ -101,60 +110,76 @@ def _selection_runs(root, smallest_acc: float) -> None:
 
 def test_the_selection_finding_holds_on_runs_that_show_it(tmp_path):
     _selection_runs(tmp_path, smallest_acc=0.2)
-    checks = analysis.check_table("selection", tmp_path)
-    assert checks.holds.tolist() == [True, True, True]
+    view = analysis.group_view("selection", tmp_path)
+    setting = analysis.lead_setting(view)
+    checks = analysis.check_table(view, setting)
+    assert checks.outcome.tolist() == [AS_FOUND] * 3
     assert checks.a[0] == pytest.approx(100 * np.mean([0.898, 0.902, 0.896]))
     sentence = analysis.verdict("selection", tmp_path)
-    assert "finding holds at our budget (cpu profile, 10000 steps of 200k, seeds 8 42 123)" in sentence
-    assert analysis.missing("selection", tmp_path) == []
-    table = analysis.group_table("selection", tmp_path)
-    assert table.loc[3, "accuracy %"] == "20.0 ± 0.0" and table.loc[3, "state size"] == "32.0 ± 0.0"
-    figure = analysis_plots.group_accuracy(analysis.group_aggregate("selection", tmp_path),
-                                           analysis.ablation("selection"))
+    assert "at 10k of the paper's 200k steps (5 %, cpu profile), seeds 8, 42, 123: **Holds**" in sentence
+    assert analysis.missing("selection", tmp_path) == {}
+    assert analysis.missing_note("selection", tmp_path).startswith("Every configuration here has complete")
+    table = analysis.group_table(view, setting)
+    assert table.loc[3, "test accuracy %"] == f"20.0{NBSP}±{NBSP}0.2"
+    assert table.loc[3, "state size N"] == f"32.0{NBSP}±{NBSP}0.0"
+    figure = analysis_plots.group_accuracy(analysis.setting_rows(view, setting), view.group)
     assert len(figure.axes[0].texts) == 4  # the final size beside each of our four points
     plt.close("all")
 
 
 def test_and_does_not_hold_on_runs_that_contradict_it(tmp_path):
-    _selection_runs(tmp_path, smallest_acc=0.85)  # keeping the smallest HSVs does as well as random
-    assert analysis.check_table("selection", tmp_path).holds.tolist() == [True, True, False]
-    assert "does not hold" in analysis.verdict("selection", tmp_path)
+    _selection_runs(tmp_path, smallest_acc=0.95)  # keeping the smallest HSVs does better than random
+    view = analysis.group_view("selection", tmp_path)
+    assert analysis.check_table(view, analysis.lead_setting(view)).outcome.tolist() == [AS_FOUND, AS_FOUND,
+                                                                                        CONTRARY]
+    assert "**Holds for 2 of 3, fails for 1**" in analysis.verdict("selection", tmp_path)
+
+
+def test_one_seed_a_side_is_not_tested_and_a_missing_seed_is_named(tmp_path):
+    for config in ("smnist_select_largest", "smnist_baseline"):
+        _record(tmp_path, config, 42, 0.9, 32)
+    view = analysis.group_view("selection", tmp_path)
+    assert analysis.check_table(view, analysis.lead_setting(view)).outcome[0] == UNTESTED
+    assert "`smnist_select_largest` (seeds 8, 123)" in analysis.missing_note("selection", tmp_path)
 
 
 def test_smoke_runs_are_never_results(tmp_path):
     _record(tmp_path, "smnist_select_largest", 42, 0.5, 32, profile="smoke")
-    assert analysis.group_runs("selection", tmp_path).empty
+    view = analysis.group_view("selection", tmp_path)
+    assert view.agg.empty and len(view.runs) == 1
 
 
-def test_noise_scale():
-    assert analysis.noise("accuracy", 0.0, 0.0) == 0.5
-    assert analysis.noise("accuracy", 0.3, 0.4) == pytest.approx(1.0)
-
-
-def test_rollbacks_and_size_trajectories(tmp_path):
+def test_rollbacks_size_trajectories_and_the_spread_of_sizes(tmp_path):
     history = [{"step": 250 * k, "state_sizes": [s]} for k, s in enumerate([256, 230, 207, 230, 230], 1)]
     _record(tmp_path, "smnist_pragmatic", 42, 0.8, 230, rollbacks=[{"step": 1000, "val_acc": 0.7}], history=history)
     _record(tmp_path, "smnist_pragmatic", 8, 0.8, 20, history=history)
     table = analysis.rollback_table("smnist_pragmatic", tmp_path)
     assert table["rollback at step"].tolist() == ["none", 1000] and table["val. accuracy then %"][1] == "70.0"
-    check = analysis.check_table("pragmatic", tmp_path)
-    assert check.holds.tolist() == [None]  # no tolerance runs yet
-    runs = {"pragmatic": analysis.counted_records("smnist_pragmatic", tmp_path)}
+    view = analysis.group_view("pragmatic", tmp_path)
+    assert analysis.check_table(view, analysis.lead_setting(view)).outcome.tolist() == ["-"]  # no tolerance runs
+    runs = {"pragmatic": analysis.result_records("smnist_pragmatic", tmp_path)}
     figure = analysis_plots.size_trajectories(runs)
     assert len(figure.axes[0].lines) == 3  # two runs and one rollback marker
     plt.close("all")
+    _record(tmp_path, "smnist_pragmatic", 123, 0.8, 120)
+    for seed, size in zip(analysis.SEEDS, (190, 195, 188)):
+        _record(tmp_path, "smnist_tau0.001", seed, 0.8, size)
+    view = analysis.group_view("pragmatic", tmp_path)
+    check = analysis.check_table(view, analysis.lead_setting(view))
+    assert check.outcome.tolist() == [AS_FOUND] and check.interval[0].startswith("ratio")
 
 
 def test_tau_curve_draws_ours_and_the_papers(tmp_path):
     for config, acc, size in [("smnist_tau0.001", 0.9, 190), ("smnist_tau0.02", 0.88, 25), ("smnist_baseline", 0.9,
                                                                                               256)]:
         _record(tmp_path, config, 42, acc, size)
-    taus = analysis.ablation("taus")
-    figure = analysis_plots.tau_curve(analysis.group_aggregate("taus", tmp_path),
-                                      [c for c in taus.configs if "_tau" in c],
-                                      [c for c in taus.configs if "_scratch" in c], "smnist_baseline")
+    view = analysis.group_view("taus", tmp_path)
+    figure = analysis_plots.tau_curve(analysis.setting_rows(view, analysis.lead_setting(view)),
+                                      [c for c in view.group.configs if "_tau" in c],
+                                      [c for c in view.group.configs if "_scratch" in c], "smnist_baseline",
+                                      ours_label="ours (cpu)")
     labels = figure.axes[0].get_legend_handles_labels()[1]
-    assert "compressed in training, ours (cpu profile)" in labels
+    assert "compressed in training, ours (cpu)" in labels
     assert "compressed in training, paper" in labels  # Table 2's tau runs
     assert "compressed in training, paper via a secondary summary (unverified)" in labels  # tau = 0.001, 0.005
     plt.close("all")
@@ -172,11 +197,12 @@ def _fake_trace(n: int = 8, records_: int = 6, every: int = 50) -> dict:
 
 
 def test_a_dynamics_record_is_found_summarised_and_drawn(tmp_path):
-    assert dynamics.find_record(tmp_path) is None
+    assert analysis.dynamics_record(tmp_path) is None
+    assert len(analysis_plots.dynamics_panels(None).axes) == 4  # the page's figure without a run
     arrays = _fake_trace()
     _record(tmp_path, "smnist_dynamics", 42, 0.5, 256, arrays=arrays)
-    path, found = dynamics.find_record(tmp_path)
-    assert path.endswith("cpu/smnist_dynamics/seed_42")
+    run, found = analysis.dynamics_record(tmp_path)
+    assert run.path.endswith("cpu/smnist_dynamics/seed_42") and run.seed == 42
     np.testing.assert_equal(found, arrays)
     summary = dynamics.summary(found, at_steps=(0, 100, 999))
     assert summary.step.tolist() == [0, 100]
