@@ -205,8 +205,13 @@ def summary(arrays: dict, block: int = 0, at_steps=(0, 1000, 3000, 5000, 10000, 
 
 def reading(arrays: dict, block: int = 0, tau: float = 0.02, after_step: int = 3000) -> str:
     """Markdown sentences on what a trace shows: growth of the HSVs, the one-step bound against them, how often
-    the cut at tau is safe from one step and from one interval of change, and the bottom-half energy."""
+    the cut at tau is safe from one step and from one interval of change, and the bottom-half energy; "later"
+    starts at `after_step`, or halfway through a trace that ends before it."""
     steps, hsv = arrays["step"], arrays["hsv"][:, block]
+    if len(steps) < 2:
+        return f"The trace holds one record (step {steps[0]}): there is no change to bound."
+    if steps[-1] < after_step:  # a short trace: its second half
+        after_step = int(steps[len(steps) // 2])
     later = steps >= after_step
     b_step = arrays["bound_step"][:, block]
     step_margin, interval_margin = (cut_margin(arrays, b, tau, block) for b in ("bound_step", "bound_interval"))
