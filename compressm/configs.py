@@ -38,7 +38,8 @@ def check_seed(seed: int) -> int:
     return seed
 
 
-_KEY_PREFIX = {"ModelConfig": "model.", "OptimConfig": "optim.", "ReductionConfig": "reduction.", "RunConfig": ""}
+_KEY_PREFIX = {"ModelConfig": "model.", "OptimConfig": "optim.", "ReductionConfig": "reduction.",
+               "DynamicsConfig": "dynamics.", "RunConfig": ""}
 
 
 def _check_fields(obj) -> None:
@@ -143,6 +144,20 @@ class ReductionConfig:
 
 
 @dataclass(frozen=True)
+class DynamicsConfig:
+    """HSV dynamics (`compressm.dynamics`): every block's Hankel operator H at steps 0, every_steps, 2 every_steps,
+    ... <= last_step, and at the step before each, for the Weyl bound per step and per interval. 0 = off."""
+
+    every_steps: int = 0
+    last_step: int = 0
+
+    def __post_init__(self):
+        _check_fields(self)
+        _require(self.every_steps >= 0 and self.last_step >= 0,
+                 "dynamics.every_steps and dynamics.last_step must be >= 0")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a training run except its seed and output folder."""
 
@@ -158,6 +173,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     reduction: ReductionConfig = field(default_factory=ReductionConfig)
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
 
     def __post_init__(self):
         _check_fields(self)
@@ -171,12 +187,14 @@ class RunConfig:
                  f"data_limit must be a positive number of examples or null, got {self.data_limit}")
         _require(self.dataset in DATASETS,
                  f"unknown dataset {self.dataset!r}{_closest(self.dataset, DATASETS)}")
+        _require(not self.dynamics.every_steps or self.reduction.mode == "none",
+                 "dynamics follows states of a fixed size: set reduction.mode = none or dynamics.every_steps = 0")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "reduction": ReductionConfig}
+_SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "reduction": ReductionConfig, "dynamics": DynamicsConfig}
 
 
 def _closest(word: str, options) -> str:

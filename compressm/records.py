@@ -5,6 +5,7 @@
         config.yaml        the run's identity: its seed and resolved config; written FIRST, checked by every writer
         checkpoint.msgpack the run state at its last evaluation (while unfinished; see `train.py`)
         hsv.npz            HSV spectra of every block at init and every evaluation (keys from `hsv_key`)
+        dynamics.npz       HSV dynamics between evaluations, if the config records them (`dynamics.arrays`)
         params.msgpack     final parameters and batch statistics (flax msgpack, no pickle)
         metrics.json       status, summary, history, reduction events, environment; written LAST
         train.ipynb        the executed notebook, when the run was made through papermill
@@ -40,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS_ENV = "COMPRESSM_RUNS"  # the runs folder the book reads (default: runs/ in the repository)
 SCHEMA_VERSION = 1
 CONFIG, METRICS, CHECKPOINT, LOCK = "config.yaml", "metrics.json", "checkpoint.msgpack", ".lock"
+DYNAMICS = "dynamics.npz"
 
 # Fields added to the config after records were first written, with the value every earlier record used.
 _ADDED_FIELDS = {"model": {"norm": "batch"}}
@@ -312,14 +314,21 @@ def metrics_record(config: RunConfig, seed: int, *, status: str, failure: dict |
             "reductions": list(reductions), "rollbacks": list(rollbacks), "resumes": list(resumes)}
 
 
-def save_run(path: Path | str, metrics: dict, hsvs: dict, variables: dict) -> None:
-    """Write a run's record files into its claimed folder; metrics.json (with schema version and environment)
-    goes last. The checkpoint of a complete run is then deleted: the record holds all it had that a reader
-    needs, and a complete run is never resumed. A failed run keeps it, for a re-run to resume from."""
-    path = Path(path)
+def _write_npz(path: Path, arrays: dict) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, **hsvs)
-    _atomic_write(path / "hsv.npz", buffer.getvalue())
+    np.savez(buffer, **arrays)
+    _atomic_write(path, buffer.getvalue())
+
+
+def save_run(path: Path | str, metrics: dict, hsvs: dict, variables: dict, dynamics: dict | None = None) -> None:
+    """Write a run's record files into its claimed folder (dynamics.npz only if `dynamics` holds arrays);
+    metrics.json (with schema version and environment) goes last. The checkpoint of a complete run is then
+    deleted: the record holds all it had that a reader needs, and a complete run is never resumed. A failed run
+    keeps it, for a re-run to resume from."""
+    path = Path(path)
+    _write_npz(path / "hsv.npz", hsvs)
+    if dynamics:
+        _write_npz(path / DYNAMICS, dynamics)
     _atomic_write(path / "params.msgpack", flax.serialization.msgpack_serialize(jax.device_get(variables)))
     _write_metrics(path, metrics)
     if metrics["status"] == "complete":
@@ -396,6 +405,16 @@ def is_complete(path: Path | str) -> bool:
 def load_hsvs(path: Path | str) -> dict[str, np.ndarray]:
     """HSV snapshots of a run, {'step0005000_block0': (N,) array, ...}."""
     with np.load(Path(path) / "hsv.npz", allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def load_dynamics(path: Path | str) -> dict[str, np.ndarray]:
+    """The HSV dynamics of a run (`dynamics.arrays`: step, hsv, bound_step, bound_interval, match); {} if it
+    recorded none."""
+    file = Path(path) / DYNAMICS
+    if not file.is_file():
+        return {}
+    with np.load(file, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
 
 

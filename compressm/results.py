@@ -126,25 +126,33 @@ def table_view(table: int, root: Path | str | None = None) -> TableView:
 
 
 def aggregate(runs: pd.DataFrame, table: int) -> pd.DataFrame:
-    """One row per setting and config of finished runs: seeds, per-seed accuracies (%) and their summary, state
-    size, mean training and wall-clock time per run, and `speedup` (the same setting's full model's training
-    time over this config's; nan where the setting has no full model)."""
+    """One row per setting and config of a paper table's finished runs (`aggregate_configs`), its full model
+    the baseline of `speedup`, in the paper's row order."""
+    return aggregate_configs(runs, table_configs(table), paper_table(table).baseline)
+
+
+def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) -> pd.DataFrame:
+    """One row per setting and config of finished runs: seeds, per-seed accuracies (%) and state sizes and their
+    summaries (`stats.summarize`), mean training and wall-clock time per run, and `speedup` (the same setting's
+    `baseline` training time over this config's; nan where the setting has no baseline run or none is given).
+    Rows in the order of `configs`."""
     rows = []
     for key, group in runs.groupby(SETTING + ["config"], sort=False):
         acc, size = stats.summarize(100 * group.test_acc), stats.summarize(group.mean_state_size)
         rows.append(dict(zip(SETTING + ["config"], key)) | {
             "n_seeds": acc.n, "seeds": " ".join(map(str, sorted(group.seed))), "acc_values": list(100 * group.test_acc),
-            "acc_mean": acc.mean, "acc_sd": acc.sd, "acc_top3": acc.top3, "size_mean": size.mean, "size_sd": size.sd,
+            "acc_mean": acc.mean, "acc_sd": acc.sd, "acc_top3": acc.top3, "size_values": list(group.mean_state_size),
+            "size_mean": size.mean, "size_sd": size.sd,
             "train_time_s": float(group.train_time_s.mean()), "wall_time_s": float(group.wall_time_s.mean()),
             "steps": int(group.steps.max()), "canonical": bool(group.canonical.all()),
             "commits": " ".join(sorted({str(c)[:7] for c in group.commit})),
         })
     agg = pd.DataFrame(rows, columns=SETTING + ["config", "n_seeds", "seeds", "acc_values", "acc_mean", "acc_sd",
-                                                "acc_top3", "size_mean", "size_sd", "train_time_s", "wall_time_s",
-                                                "steps", "canonical", "commits"])
-    base = agg[agg.config == paper_table(table).baseline].set_index(SETTING).train_time_s
+                                                "acc_top3", "size_values", "size_mean", "size_sd", "train_time_s",
+                                                "wall_time_s", "steps", "canonical", "commits"])
+    base = agg[agg.config == baseline].set_index(SETTING).train_time_s
     ratio = base.reindex(pd.MultiIndex.from_frame(agg[SETTING])).to_numpy(dtype=float) / agg.train_time_s.to_numpy()
-    order = {name: i for i, name in enumerate(table_configs(table))}
+    order = {name: i for i, name in enumerate(configs)}
     return agg.assign(speedup=ratio).sort_values(by="config", key=lambda c: c.map(order), kind="stable")
 
 
@@ -231,8 +239,16 @@ def budget_notes(view: TableView) -> str:
 
 def reproduce_command(table: int, profile: str, seeds=None) -> str:
     """The command that makes a table's runs in a profile."""
-    seeds = seeds or SEEDS[table][:3]
-    return f"python -m compressm reproduce --table {table} --profile {profile} --seeds {' '.join(map(str, seeds))}"
+    return _command(f"--table {table}", profile, seeds or SEEDS[table][:3])
+
+
+def config_command(configs, profile: str, seeds) -> str:
+    """The command that makes the runs of `configs` (names) in a profile, one after the other."""
+    return _command(f"--config {' '.join(configs)}", profile, seeds)
+
+
+def _command(which: str, profile: str, seeds) -> str:
+    return f"python -m compressm reproduce {which} --profile {profile} --seeds {' '.join(map(str, seeds))}"
 
 
 # ----------------------------------------------------------------------------------------------------------

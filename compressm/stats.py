@@ -67,3 +67,35 @@ def welch_difference(a, b, level: float = LEVEL) -> Difference:
     interval = result.confidence_interval(confidence_level=level)
     return Difference(estimate, float(interval.low), float(interval.high), float(result.df), int(a.size),
                       int(b.size))
+
+
+class Ratio(NamedTuple):
+    """sd(a) / sd(b) with its F interval; low = high = nan when a side has fewer than two seeds."""
+
+    estimate: float
+    low: float
+    high: float
+    n_a: int
+    n_b: int
+
+    @property
+    def tested(self) -> bool:
+        """Whether the interval exists (two or more seeds on each side, some spread on one)."""
+        return bool(np.isfinite(self.low) and np.isfinite(self.high) or self.low == np.inf)
+
+
+def sd_ratio(a, b, level: float = LEVEL) -> Ratio:
+    """sd(a) / sd(b) (sample stds) and its interval at `level` (two-sided) from the F distribution of the variance
+    ratio with (n_a - 1, n_b - 1) degrees of freedom, which assumes normal per-seed values. With three seeds a side
+    the interval spans a factor of about 6 each way of the estimate."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size < 2 or b.size < 2:
+        return Ratio(float("nan"), float("nan"), float("nan"), int(a.size), int(b.size))
+    sa, sb = a.std(ddof=1), b.std(ddof=1)
+    if sa == sb == 0:
+        return Ratio(float("nan"), float("nan"), float("nan"), int(a.size), int(b.size))
+    estimate = float(sa / sb) if sb > 0 else float("inf")
+    f = _scipy_stats.f(a.size - 1, b.size - 1)
+    tail = (1 - level) / 2
+    return Ratio(estimate, estimate / float(np.sqrt(f.ppf(1 - tail))), estimate / float(np.sqrt(f.ppf(tail))),
+                 int(a.size), int(b.size))

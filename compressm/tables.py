@@ -22,7 +22,7 @@ def mean_sd(mean: float, sd: float, n: int, digits: int = 1) -> str:
     return f"{mean:.{digits}f}{NBSP}±{NBSP}{sd:.{digits}f}"
 
 
-def _paper_number(value, std, digits: int | None = 1) -> str:
+def paper_number(value, std, digits: int | None = 1) -> str:
     """A published number as the paper prints it (`digits` decimals, None for as written; one decimal for the
     std), '-' where it reports none."""
     if value is None:
@@ -49,9 +49,9 @@ def accuracy_table(view: TableView, setting) -> pd.DataFrame:
         "configuration": rows.config.map(config_label), "seeds": rows.seeds,
         "test accuracy %, mean ± sd": [mean_sd(r.acc_mean, r.acc_sd, r.n_seeds) for r in rows.itertuples()],
         "top-3 mean %": [f"{r.acc_top3:.1f}" if r.n_seeds > 3 else "-" for r in rows.itertuples()],
-        "paper %": [_paper_number(paper[c]["accuracy"], paper[c]["accuracy_std"]) for c in rows.config],
+        "paper %": [paper_number(paper[c]["accuracy"], paper[c]["accuracy_std"]) for c in rows.config],
         "state size N": [mean_sd(r.size_mean, r.size_sd, r.n_seeds) for r in rows.itertuples()],
-        "paper N": [_paper_number(paper[c]["state_size"], paper[c]["state_size_std"], None) for c in rows.config],
+        "paper N": [paper_number(paper[c]["state_size"], paper[c]["state_size_std"], None) for c in rows.config],
     })
     return out if (rows.n_seeds > 3).any() else out.drop(columns="top-3 mean %")
 
@@ -77,8 +77,8 @@ def published_table(table: int) -> pd.DataFrame:
     names = table_configs(table)
     return pd.DataFrame({
         "configuration": [config_label(c) for c in names],
-        "paper accuracy %": [_paper_number(paper[c]["accuracy"], paper[c]["accuracy_std"]) for c in names],
-        "paper N": [_paper_number(paper[c]["state_size"], paper[c]["state_size_std"], None) for c in names],
+        "paper accuracy %": [paper_number(paper[c]["accuracy"], paper[c]["accuracy_std"]) for c in names],
+        "paper N": [paper_number(paper[c]["state_size"], paper[c]["state_size_std"], None) for c in names],
         "paper speedup (GPU)": [f"{paper[c]['speedup']:.2f}x" if paper[c]["speedup"] else "-" for c in names],
     })
 

@@ -4,7 +4,8 @@
     result = train(config, seed, dataset, out_dir=...)                 # the loop; writes the run record
 
 The loop is a short walk over a `RunState`, the one object a checkpoint holds. At every evaluation it
-measures validation accuracy and snapshots the HSVs of every block; at every scheduled attempt it
+measures validation accuracy and snapshots the HSVs of every block (and, if the config asks, it observes the
+HSV dynamics between evaluations: `dynamics.observe`); at every scheduled attempt it
 compresses (`compression.compress`), re-measures validation accuracy on the reduced model and resets the
 best-validation marker, so the reported test accuracy (taken at the best validation accuracy) belongs to a
 model of the final size. With an out_dir, every evaluation ends with a checkpoint, and the same call on the
@@ -28,7 +29,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from compressm import compression, lru, records, reduction
+from compressm import compression, dynamics, lru, records, reduction
 from compressm.configs import OptimConfig, RunConfig, check_seed
 from compressm.data import Dataset
 from compressm.errors import CompressmError, TrainingDiverged
@@ -191,6 +192,7 @@ class RunState:
     hsvs: dict[str, np.ndarray]
     seconds: dict[str, float]
     resumes: list[int]
+    dynamics: dict = dataclasses.field(default_factory=dict)  # the trace of `dynamics.observe` ({} if off)
 
 
 def _train_state_dict(state: TrainState) -> dict:
@@ -244,11 +246,13 @@ class RunResult:
     hsvs: dict[str, np.ndarray]
     variables: dict
     already_complete: bool = False
+    dynamics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # `dynamics.arrays`, {} if off
 
 
 def load_result(path: Path | str) -> RunResult:
     """The RunResult of a complete record on disk."""
-    return RunResult(records.load_metrics(path), records.load_hsvs(path), records.load_variables(path), True)
+    return RunResult(records.load_metrics(path), records.load_hsvs(path), records.load_variables(path), True,
+                     records.load_dynamics(path))
 
 
 @contextmanager
@@ -283,6 +287,17 @@ def _window_row(window: list, step: int, batch_size: int) -> dict:
     correct = int(jnp.sum(jnp.stack([m["correct"] for m in window])))
     return {"step": step, "train_loss": float(jnp.mean(jnp.stack(losses))),
             "train_acc": correct / (len(window) * batch_size)}
+
+
+def _observe_dynamics(config: RunConfig, state: RunState, step: int) -> None:
+    """The dynamics hook: if due, add the parameters after `step` to state.dynamics. Waiting for the step counts as
+    training time, the measurement as evaluation time."""
+    if dynamics.is_due(config.dynamics, step):
+        with _timed(state.seconds, "train"):
+            jax.block_until_ready(state.train.params)
+        with _timed(state.seconds, "eval"):
+            state.dynamics = dynamics.observe(state.dynamics, state.train.params, step, config.dynamics,
+                                              config.reduction.system)
 
 
 def _attempts(config: RunConfig, state: RunState) -> tuple[int, ...]:
@@ -393,6 +408,7 @@ def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, pr
                desc=f"{config.name} seed {seed}", unit="step")
     try:
         for step in range(state.step + 1, config.steps + 1):
+            _observe_dynamics(config, state, step - 1)  # after the checkpoint of step - 1, as on a resume
             with _timed(state.seconds, "train"):
                 idx = next(batches)
                 state.train, metrics = train_step(model, optimizer, state.train, dataset.train_x[idx],
@@ -416,6 +432,7 @@ def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, pr
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}",
                             N="/".join(map(str, row["state_sizes"])), refresh=False)
             bar.update(step - bar.n)
+        _observe_dynamics(config, state, config.steps)
     except TrainingDiverged as error:
         failure = {"step": error.step, "reason": str(error)}
     except reduction.InvalidSystem as error:  # e.g. an eigenvalue pushed onto the unit circle
@@ -457,9 +474,9 @@ def _finish(config: RunConfig, seed: int, state: RunState, test: float, failure:
         config, seed, status="failed" if failure else "complete", failure=failure, recurrence=state.recurrence,
         summary=summary, history=state.history, reductions=state.reductions, rollbacks=state.rollbacks,
         resumes=state.resumes)
-    result = RunResult(metrics, state.hsvs, variables_of(state.train))
+    result = RunResult(metrics, state.hsvs, variables_of(state.train), dynamics=dynamics.arrays(state.dynamics))
     if folder is not None:
-        records.save_run(folder, result.metrics, result.hsvs, result.variables)
+        records.save_run(folder, result.metrics, result.hsvs, result.variables, result.dynamics)
     if failure:
         where = f"; recorded as failed in {folder}" if folder is not None else ""
         raise TrainingDiverged(f"{failure['reason']}{where} (lower optim.lr or check the data)", failure["step"])

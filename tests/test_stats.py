@@ -42,3 +42,15 @@ def test_one_seed_on_a_side_gives_no_interval_and_equal_constants_a_point():
     assert not d.tested and d.estimate == pytest.approx(0.15)
     flat = stats.welch_difference([2.0, 2.0], [1.0, 1.0])
     assert flat.tested and flat.low == flat.high == 1.0
+
+
+def test_sd_ratio_interval_is_the_f_interval_of_the_variance_ratio():
+    a, b = np.array([20.0, 240.0, 100.0]), np.array([190.0, 195.0, 188.0])
+    r = stats.sd_ratio(a, b)
+    ratio = a.var(ddof=1) / b.var(ddof=1)
+    f = scipy_stats.f(2, 2)
+    assert r.estimate ** 2 == pytest.approx(ratio)
+    assert (r.low ** 2, r.high ** 2) == pytest.approx((ratio / f.ppf(0.975), ratio / f.ppf(0.025)))
+    assert r.tested and r.low > 1  # a spread this much larger is resolved even with three seeds a side
+    assert not stats.sd_ratio([1.0], b).tested and not stats.sd_ratio([3.0, 3.0], [2.0, 2.0]).tested
+    assert stats.sd_ratio([1.0, 5.0], [2.0, 2.0]).low == np.inf
