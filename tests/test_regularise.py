@@ -91,3 +91,23 @@ def test_penalty_in_a_float32_jitted_step_is_the_float64_sum_and_gradient():
     for leaf in jax.tree.leaves({k: v for k, v in grad.items() if not k.startswith("blocks_")}):
         assert np.all(np.asarray(leaf) == 0)
 
+
+def test_a_regularised_run_trains_with_the_penalty_then_truncates_to_the_target_rank(tmp_path):
+    """smnist_hankel_n28 shrunk (N = 12, truncation to 4 states at step 4 of 8): the history records the mean sum
+    of HSVs, the truncation is a reduction event to exactly the target rank, and the fine-tune follows it."""
+    from fakes import write_fake_mnist
+
+    from compressm.data import load_dataset
+    from compressm.configs import get_config
+    from compressm.train import run_keys, train
+
+    overrides = {"steps": 8, "eval_every": 4, "model.state_size": 12, "reduction.rank": 4,
+                 "reduction.first_step": 4, "reduction.last_step": 4, "data_limit": 64, "batch_size": 16}
+    config = get_config("smnist_hankel_n28", "smoke", overrides)
+    assert config.reduction.attempt_steps() == (4,) and config.objective.hsv_weight == 3e-3
+    dataset = load_dataset("smnist", write_fake_mnist(tmp_path, 300, 100), key=run_keys(0)["split"], limit=64)
+    metrics = train(config, 0, dataset, progress=False).metrics
+    assert [(e["step"], e["old_size"], e["new_size"]) for e in metrics["reductions"]] == [(4, 12, 4)]
+    assert metrics["summary"]["final_state_sizes"] == [4] and metrics["summary"]["best_step"] >= 4
+    sums = [row["train_hsv_sum"] for row in metrics["history"]]
+    assert len(sums) == 2 and all(np.isfinite(sums)) and sums[0] > sums[1] > 0  # 12 states, then 4
