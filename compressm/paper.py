@@ -70,10 +70,19 @@ def role(config: str) -> Role:
 
 
 @cache
+def _published() -> dict:
+    return yaml.safe_load(resources.files("compressm").joinpath("paper_values.yaml").read_text())
+
+
 def paper_values() -> dict[str, dict]:
     """Published numbers per config name: accuracy (%), accuracy_std, state_size, state_size_std, speedup."""
-    text = resources.files("compressm").joinpath("paper_values.yaml").read_text()
-    return yaml.safe_load(text)["configs"]
+    return _published()["configs"]
+
+
+def baseline_values() -> list[dict]:
+    """The published numbers of the paper's baselines (distillation, Hankel regularisation), each labelled by its
+    source (see the `baselines:` section of paper_values.yaml)."""
+    return _published()["baselines"]
 
 
 def table_values(table: int) -> dict[str, dict]:
