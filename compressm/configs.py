@@ -303,6 +303,7 @@ class Profile:
     data_limit: int | None = None
     max_width: int | None = None
     max_blocks: int | None = None
+    plumbing: bool = False  # a check that the pipeline runs, not a result: never in the book's tables or claims
 
 
 CPU_STEPS_SMNIST = 10_000
@@ -324,6 +325,7 @@ PROFILES = {
         data_limit=256,
         max_width=16,
         max_blocks=2,
+        plumbing=True,
     ),
 }
 

@@ -126,8 +126,8 @@ def reproduce(configs, seeds, profile: str, *, root: Path | str | None = None, d
     run whose notebook fails is recorded as failed (its executed notebook, kept beside the record, shows the
     error) and is never counted in a table. Bad seeds or configs, missing data and folders holding another run
     stop everything before any run starts. With jobs > 1, that many notebooks run at once, each
-    single-threaded (XLA_FLAGS); it pays only where cores do not share memory bandwidth (on the 2-vCPU machine
-    of this project it gained nothing). Compilations are cached on disk ($JAX_COMPILATION_CACHE_DIR, default
+    single-threaded (XLA_FLAGS); it pays only where cores do not share memory bandwidth (on the 2-core CPU that made
+    the committed runs it gained nothing). Compilations are cached on disk ($JAX_COMPILATION_CACHE_DIR, default
     ~/.cache/compressm/jax) across runs. Returns one row per run: config, seed, before (its state before this
     call: new, unfinished, failed, complete), status (complete, failed, skipped (complete)), reason, path.
     """

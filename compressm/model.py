@@ -12,7 +12,7 @@ The first block's LRU input is an affine image of the model input: u = norm(x W 
 runs on [x; 1] through B A (`lru.response`): the same output for (d + 1) / H of the recurrence's input work.
 
 Each block has its own state size (they differ after reduction), so a model is built for a tuple of sizes
-(`train.build_model(config, dataset, state_sizes_of(params))`).
+(`train.build_model(config, dataset, state_sizes_of(params), recurrence)`).
 Parameter paths: params["blocks_<i>"]["lru"]["nu_log"] etc.; `block_lru` and `with_block_lru` read and replace them.
 Dense layers use the PyTorch/Equinox initialisation of the authors' code, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 """

@@ -85,6 +85,21 @@ def baseline_values() -> list[dict]:
     return _published()["baselines"]
 
 
+def hsv_picture() -> dict:
+    """The paper's HSV picture: init_low/high, trained_low/high (HSV ranges), growth_from/to_steps,
+    energy_flat_after_steps."""
+    return _published()["hsv_picture"]
+
+
+def hsv_picture_text() -> str:
+    """The paper's HSV picture in words, its numbers from `hsv_picture`."""
+    h = hsv_picture()
+    return (f"HSVs growing from about {h['init_low']}-{h['init_high']} at initialisation to about "
+            f"{h['trained_low']}-{h['trained_high']} after {h['growth_from_steps'] // 1000}-"
+            f"{h['growth_to_steps'] // 1000}k steps and then levelling off, while the share of the energy held by the"
+            f" smallest HSVs stays flat after about {h['energy_flat_after_steps'] // 1000}k steps")
+
+
 def table_values(table: int) -> dict[str, dict]:
     """The published numbers of a table's configs (as `paper_values`), in the paper's row order."""
     return {name: paper_values()[name] for name in table_configs(table)}

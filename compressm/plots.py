@@ -1,12 +1,43 @@
 """Figures of one run (training notebook) and of many runs (result pages). Each function returns a Figure."""
 
+import functools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from compressm.configs import get_config
 from compressm.lru import RECURRENCES
 from compressm.paper import role
 from compressm.records import hsv_key, snapshot_steps
+from compressm.results import config_label
+
+# The book's figures: sized for a page about 750 px wide (a figure 7.6 inches wide is shown at about 100 px an
+# inch, so 11 pt text reads at about 15 px), drawn at 150 dpi so that they stay sharp when zoomed.
+BOOK_STYLE = {"figure.dpi": 150, "savefig.dpi": 150, "font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11,
+              "legend.fontsize": 10, "xtick.labelsize": 10, "ytick.labelsize": 10, "lines.linewidth": 1.6}
+
+
+def _book_style(function):
+    """Draw the figure of `function` with BOOK_STYLE, then restore those settings only (`plt.rc_context` would
+    also restore `interactive`, which the notebook backend switches on when the first figure is drawn: the later
+    figures of the page would then never be shown)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        before = {key: plt.rcParams[key] for key in BOOK_STYLE}
+        plt.rcParams.update(BOOK_STYLE)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            plt.rcParams.update(before)
+    return wrapper
+
+
+
+def _steps_axis(ax) -> None:
+    """Training steps on the x axis in thousands ('50k'), so that tick labels never run into each other."""
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}k" if x else "0")
+    ax.set_xlabel("step")
 
 
 def _mark_reductions(ax, metrics: dict) -> None:
@@ -14,15 +45,17 @@ def _mark_reductions(ax, metrics: dict) -> None:
         ax.axvline(step, color="0.6", lw=0.8, ls="--", label="reduction" if i == 0 else None)
 
 
+@_book_style
 def training_curves(metrics: dict) -> plt.Figure:
     """Training loss, and running train / validation accuracy against step; the test accuracy of the selected
     model (best validation) as a star at its step."""
     history = pd.DataFrame(metrics["history"])
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(7.6, 3.4), layout="constrained")
     if history.empty:
         return fig
     ax_loss.plot(history.step, history.train_loss)
-    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log")
+    _plain_log_y(ax_loss)
+    ax_loss.set(ylabel="training loss")
     for column, label in [("train_acc", "train (running)"), ("val_acc", "validation")]:
         ax_acc.plot(history.step, history[column], label=label)
     summary = metrics["summary"]
@@ -30,22 +63,25 @@ def training_curves(metrics: dict) -> plt.Figure:
     ax_acc.set(xlabel="step", ylabel="accuracy")
     for ax in (ax_loss, ax_acc):
         _mark_reductions(ax, metrics)
-    ax_acc.legend(fontsize=8)
+        _steps_axis(ax)
+    _legend_below(fig, [ax_loss, ax_acc])
     return fig
 
 
+@_book_style
 def state_sizes(metrics: dict) -> plt.Figure:
     """State size of every block against step, reductions marked."""
     history = pd.DataFrame(metrics["history"])
-    fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
     if history.empty:
         return fig
     sizes = np.array(history.state_sizes.tolist())
     for block in range(sizes.shape[1]):
         ax.step(history.step, sizes[:, block], where="post", label=f"block {block}")
     _mark_reductions(ax, metrics)
-    ax.set(xlabel="step", ylabel="state size N", ylim=(0, None))
-    ax.legend(fontsize=8)
+    _steps_axis(ax)
+    ax.set(ylabel="state size N", ylim=(0, None))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
 
 
@@ -58,18 +94,17 @@ def _spectrum_lines(ax, hsvs: dict, steps, block: int, lw: float) -> None:
             ax.semilogy(np.arange(1, len(hsv) + 1), np.maximum(hsv, 1e-12), color=colour, lw=lw)
 
 
+@_book_style
 def hsv_spectra(hsvs: dict, steps, blocks, title: str = "") -> plt.Figure:
     """HSV spectrum (descending, log scale) of each of `blocks` at each of `steps`, coloured early to late."""
     blocks = list(blocks)
-    fig, axes = plt.subplots(1, len(blocks), figsize=(min(4 * len(blocks), 16), 3.2), squeeze=False,
-                             constrained_layout=True, sharey=True)
-    for block, ax in zip(blocks, axes[0]):
+    fig, axes = _panel_grid(len(blocks), width=7.6, height=3.0, cols=3)
+    for block, ax in zip(blocks, axes):
         _spectrum_lines(ax, hsvs, steps, block, lw=1)
-        ax.set(xlabel="index", title=f"block {block}")
-    axes[0][0].set_ylabel("Hankel singular value")
+        ax.set(xlabel="index", ylabel="Hankel singular value", title=f"block {block}")
     if steps:
         mappable = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(min(steps), max(steps)))
-        fig.colorbar(mappable, ax=axes[0].tolist(), label="step")
+        fig.colorbar(mappable, ax=axes, label="step")
     if title:
         fig.suptitle(title)
     return fig
@@ -78,47 +113,109 @@ def hsv_spectra(hsvs: dict, steps, blocks, title: str = "") -> plt.Figure:
 # ----------------------------------------------------------------------------------------------------------
 # Many runs (result pages)
 # ----------------------------------------------------------------------------------------------------------
-_ROLE_STYLE = {"baseline": ("^", "C0", "baseline"), "compressed": ("o", "C1", "compressed in training"),
-               "scratch": ("s", "C2", "trained from scratch")}  # (marker, colour, label) per `paper.role`
-# Profiles told apart by weight: the paper budget bold, the smoke check (a plumbing run, not a result) faint.
-_PROFILE_STYLE = {"paper": {"ms": 9, "mec": "k"}, "cpu": {"ms": 6}, "smoke": {"ms": 4, "alpha": 0.35}}
+_ROLE_STYLE = {"baseline": ("^", "C0", "full model"), "compressed": ("o", "C1", "compressed"),
+               "scratch": ("s", "C2", "from scratch")}  # (marker, colour, label) per `paper.role`
 
 
-def accuracy_vs_size(agg: pd.DataFrame, paper: dict, title: str = "") -> plt.Figure:
-    """Test accuracy against final state size: ours (filled, mean +- std over seeds) and the paper's (hollow)."""
-    fig, ax = plt.subplots(figsize=(8.5, 4), constrained_layout=True)
+def _point_label(config: str) -> str:
+    """'full', 'τ 0.02' or 'N 28': the short label written beside a point."""
+    kind = role(config)
+    if kind == "baseline":
+        return "full"
+    return f"τ {get_config(config).reduction.tau:g}" if kind == "compressed" else \
+        f"N {get_config(config).model.state_size}"
+
+
+def _panel_grid(count: int, width: float = 7.6, height: float = 3.6, cols: int = 2):
+    """A constrained-layout figure with `count` panels (at most `cols` a row) and the axes as a flat list."""
+    count = max(count, 1)
+    cols = min(cols, count)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat[count:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:count])
+
+
+def _nothing_yet(ax) -> plt.Figure:
+    """An empty panel that says there are no runs to draw; returns its figure."""
+    ax.axis("off")
+    ax.text(0.5, 0.5, "no runs here yet", ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.figure.set_size_inches(7.6, 1.2)
+    return ax.figure
+
+
+def _legend_below(fig, axes) -> None:
+    """One legend for the figure, below the panels (never over the data), without repeated entries."""
+    entries = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        columns = 3 if max(map(len, entries)) <= 22 else 2
+        fig.legend(entries.values(), entries.keys(), loc="outside lower center", ncols=min(len(entries), columns),
+                   frameon=False)
+
+
+def _paper_points(ax, paper: dict, x_key: str) -> None:
     for config_role, (marker, colour, label) in _ROLE_STYLE.items():
-        ours = agg[agg.config.map(role) == config_role]
-        for profile, group in ours.groupby("profile"):
-            ax.errorbar(group.size_mean, group.acc_top3, xerr=group.size_std, yerr=group.acc_std, fmt=marker,
-                        color=colour, capsize=3, label=f"{label}, ours ({profile} profile)",
-                        **_PROFILE_STYLE.get(profile, {}))
-        points = [(v["state_size"], v["accuracy"]) for name, v in paper.items()
-                  if role(name) == config_role and v["accuracy"] is not None]
+        points = [(v[x_key], v["accuracy"]) for name, v in paper.items()
+                  if role(name) == config_role and v[x_key] and v["accuracy"] is not None]
         if points:
-            ax.scatter(*zip(*points), marker=marker, facecolors="none", edgecolors=colour, s=60,
-                       label=f"{label}, published")
-    ax.set(xscale="log", xlabel="final state size N (per-block mean)", ylabel="test accuracy (%)", title=title)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            ax.scatter(*zip(*points), marker=marker, facecolors="none", edgecolors=colour, s=70, lw=1.5,
+                       label=f"{label}, paper" if x_key == "state_size" else f"{label}, paper (GPU)")
+
+
+@_book_style
+def accuracy_vs_size(panels: list[tuple[str, pd.DataFrame | None, dict]], cols: int = 2) -> plt.Figure:
+    """Test accuracy against final state size, one panel per (title, aggregate rows of one setting or None, the
+    paper's values for the panel): ours filled (mean over seeds, error bars one sample std) and labelled, the
+    paper's hollow. Without panels, one panel of `paper`-less axes says there is nothing to draw."""
+    fig, axes = _panel_grid(len(panels), cols=min(cols, max(len(panels), 1)))
+    for ax, (title, agg, paper) in zip(axes, panels or [("no runs of ours here yet", None, {})]):
+        _paper_points(ax, paper, "state_size")
+        for config_role, (marker, colour, label) in _ROLE_STYLE.items():
+            ours = agg[agg.config.map(role) == config_role] if agg is not None else None
+            if ours is None or ours.empty:
+                continue
+            ax.errorbar(ours.size_mean, ours.acc_mean, xerr=np.nan_to_num(ours.size_sd),
+                        yerr=np.nan_to_num(ours.acc_sd), fmt=marker, color=colour, ms=7, capsize=3,
+                        label=f"{label}, ours")
+            for row in ours.itertuples():
+                ax.annotate(_point_label(row.config), (row.size_mean, row.acc_mean), xytext=(5, 4),
+                            textcoords="offset points", fontsize=9, color=colour)
+        ax.set(xscale="log", xlabel="final state size N (per-block mean)", ylabel="test accuracy (%)")
+        ax.margins(x=0.08)  # room for the point labels
+        low, high = ax.get_xlim()
+        ax.set_xticks([t for t in (5, 10, 20, 30, 50, 100, 200, 300, 500) if low <= t <= high] or [low, high])
+        ax.xaxis.set_major_formatter("{x:g}")
+        ax.minorticks_off()
+        ax.set_title(title.replace(" · ", "\n"), fontsize=10)
+    _legend_below(fig, axes)
     return fig
 
 
-def accuracy_vs_speedup(agg: pd.DataFrame, paper: dict, title: str = "") -> plt.Figure:
-    """Test accuracy against training speedup over the same-hardware baseline; the paper's points hollow."""
-    fig, ax = plt.subplots(figsize=(8.5, 4), constrained_layout=True)
-    for config_role, (marker, colour, label) in _ROLE_STYLE.items():
-        ours = agg[(agg.config.map(role) == config_role) & np.isfinite(agg.speedup)]
-        for profile, group in ours.groupby("profile"):
-            ax.errorbar(group.speedup, group.acc_top3, yerr=group.acc_std, fmt=marker, color=colour, capsize=3,
-                        label=f"{label} (ours, {profile} profile: {', '.join(sorted(set(group.hardware)))})",
-                        **_PROFILE_STYLE.get(profile, {}))
-        points = [(v["speedup"], v["accuracy"]) for name, v in paper.items()
-                  if role(name) == config_role and v["speedup"] and v["accuracy"] is not None]
-        if points:
-            ax.scatter(*zip(*points), marker=marker, facecolors="none", edgecolors=colour, s=60,
-                       label=f"{label} (paper, GPU)")
-    ax.set(xlabel="training speedup over the baseline", ylabel="test accuracy (%)", title=title)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+@_book_style
+def accuracy_vs_speedup(panels: list[tuple[str, pd.DataFrame | None, dict]], cols: int = 2) -> plt.Figure:
+    """Test accuracy against training speedup over the full model, one panel per (title, aggregate rows of one
+    setting or None, the paper's values for the panel); ours filled and labelled, the paper's hollow."""
+    fig, axes = _panel_grid(len(panels), cols=cols)
+    for ax, (title, agg, paper) in zip(axes, panels):
+        _paper_points(ax, paper, "speedup")
+        if agg is not None:
+            for config_role, (marker, colour, label) in _ROLE_STYLE.items():
+                ours = agg[(agg.config.map(role) == config_role) & np.isfinite(agg.speedup)]
+                if ours.empty:
+                    continue
+                ax.errorbar(ours.speedup, ours.acc_mean, yerr=np.nan_to_num(ours.acc_sd), fmt=marker, color=colour,
+                            ms=7, capsize=3, label=f"{label}, ours")
+                for row in ours.itertuples():
+                    ax.annotate(_point_label(row.config), (row.speedup, row.acc_mean), xytext=(5, 4),
+                                textcoords="offset points", fontsize=9, color=colour)
+        ax.margins(x=0.1)  # room for the point labels
+        ax.set(xlabel="training speedup over the full model", ylabel="test accuracy (%)")
+        ax.set_title(title.replace(" · ", "\n"), fontsize=10)
+    _legend_below(fig, axes)
     return fig
 
 
@@ -149,6 +246,16 @@ def _lines_by(ax, frame: pd.DataFrame, by: list[str], x: str, y: str, label, col
         ax.plot(group[x], group[y], fmt(key) if fmt else "o-", label=label(key), color=colour(key) if colour else None)
 
 
+def _plain_log_y(ax) -> None:
+    """A log-scaled y axis labelled with plain numbers ("20", not "2 x 10^1") at 1, 2, 3 and 5 times powers of ten."""
+    def minor(x, _):
+        return f"{x:g}" if x > 0 and round(x / 10 ** np.floor(np.log10(x))) in (2, 3, 5) else ""
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter("{x:g}")
+    ax.yaxis.set_minor_formatter(minor)
+
+
 def _size_axis(ax, sizes) -> None:
     """Log-scaled x axis with a plain tick at each measured state size."""
     ax.set_xscale("log")
@@ -156,80 +263,90 @@ def _size_axis(ax, sizes) -> None:
     ax.minorticks_off()
 
 
+@_book_style
 def step_time_vs_size(bench: pd.DataFrame) -> plt.Figure:
     """Training-step time against state size, one panel per (hardware, data set), one line per recurrence."""
     steps = bench[bench.kind == "train_step"]
     panels = sorted(set(zip(steps.hardware, steps.dataset)))
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.4), squeeze=False,
-                             constrained_layout=True)
-    for ax, (hardware, dataset) in zip(axes[0], panels):
+    fig, axes = _panel_grid(len(panels), height=3.3)
+    for ax, (hardware, dataset) in zip(axes, panels):
         panel = steps[(steps.hardware == hardware) & (steps.dataset == dataset)]
         _lines_by(ax, panel, ["recurrence"], "state_size", "median_ms", label=lambda key: key[0],
                   colour=lambda key: _RECURRENCE_COLOUR[key[0]])
         _size_axis(ax, panel.state_size)
-        ax.set(yscale="log", xlabel="state size N", ylabel="ms per training step (batch 50)",
-               title=f"{dataset}\n{hardware}")
-        ax.legend(fontsize=8)
+        _plain_log_y(ax)
+        ax.set(xlabel="state size N", ylabel="ms per step (batch 50)", title=f"{dataset}, {hardware}")
+    _legend_below(fig, axes)
     return fig
 
 
+@_book_style
 def streaming_throughput(bench: pd.DataFrame) -> plt.Figure:
     """Recurrent (one step per input) inference throughput against state size, per hardware and data set."""
     stream = bench[bench.kind == "streaming"]
-    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(7.6, 3.8), layout="constrained")
     _lines_by(ax, stream, ["hardware", "dataset"], "state_size", "steps_per_s",
               label=lambda key: f"{key[1]}, {key[0]}")
     _size_axis(ax, stream.state_size)
     ax.set(yscale="log", xlabel="state size N", ylabel="input steps per second (one stream)")
-    ax.legend(fontsize=8)
+    _legend_below(fig, [ax])
     return fig
 
 
+@_book_style
 def width_sweep(bench: pd.DataFrame) -> plt.Figure:
-    """Training-step time against width H at N = 64 (sMNIST shapes), per recurrence and hardware."""
-    sweep = bench[bench.kind == "width_sweep"]
-    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    """Training-step time against width H at N = 64 (sMNIST shapes), per recurrence and hardware (the sweep's
+    other state sizes are in `results.fastest_recurrence`)."""
+    sweep = bench[(bench.kind == "width_sweep") & (bench.state_size == 64)]
+    fig, ax = plt.subplots(figsize=(7.6, 4.0), layout="constrained")
     _lines_by(ax, sweep, ["hardware", "recurrence"], "width", "median_ms", label=lambda key: f"{key[1]}, {key[0]}",
               colour=lambda key: _RECURRENCE_COLOUR[key[1]],
               fmt=lambda key: "o--" if key[0].startswith("cpu") else "o-")  # CPU dashed, GPU solid
     _size_axis(ax, sweep.width)
-    ax.set(yscale="log", xlabel="width H (N = 64, batch 50, L = 784)", ylabel="ms per training step")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _plain_log_y(ax)
+    ax.set(xlabel="width H (N = 64, batch 50, L = 784)", ylabel="ms per training step")
+    _legend_below(fig, [ax])
     return fig
 
 
 # ----------------------------------------------------------------------------------------------------------
 # HSV spectra of many runs
 # ----------------------------------------------------------------------------------------------------------
+@_book_style
 def hsv_overview(spectra: dict[str, dict], block: int = 0) -> plt.Figure:
-    """One panel per run: block `block`'s HSV spectrum at every snapshot, dark (early) to light (late).
+    """One panel per run, two a row: block `block`'s HSV spectrum at every snapshot, dark (early) to light (late),
+    on one shared colour scale of steps.
 
-    `spectra` maps a label (config) to that run's HSV snapshots (records.load_hsvs).
+    `spectra` maps a config name to one run's HSV snapshots (records.load_hsvs).
     """
-    count = max(len(spectra), 1)
-    cols = min(count, 4)
-    rows = -(-count // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, sharey=True,
-                             constrained_layout=True)
-    for ax, (label, hsvs) in zip(axes.flat, spectra.items()):
-        _spectrum_lines(ax, hsvs, snapshot_steps(hsvs), block, lw=0.8)
-        ax.set(title=label, xlabel="index")
-    for ax in axes.flat[len(spectra):]:
-        ax.axis("off")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("HSV")
+    fig, axes = _panel_grid(len(spectra), height=2.9)
+    if not spectra:
+        return _nothing_yet(axes[0])
+    steps = sorted({s for hsvs in spectra.values() for s in snapshot_steps(hsvs)})
+    for ax, (config, hsvs) in zip(axes, spectra.items()):
+        _spectrum_lines(ax, hsvs, snapshot_steps(hsvs), block, lw=0.9)
+        ax.set(title=config_label(config), xlabel="index (largest first)", ylabel="HSV")
+    if steps:
+        mappable = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(min(steps), max(steps)))
+        fig.colorbar(mappable, ax=axes, label="step", shrink=0.6)
     return fig
 
 
+@_book_style
 def energy_share(spectra: dict[str, dict], fraction: float = 0.5, block: int = 0) -> plt.Figure:
-    """Share of the Hankel energy held by the smallest `fraction` of the HSVs, against step, one line per run."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6), constrained_layout=True)
+    """Share of the Hankel energy held by the smallest `fraction` of the HSVs, against step, one line per run
+    (`spectra`: config name -> HSV snapshots; compressed runs solid, the others dashed), the legend beside."""
+    fig, ax = plt.subplots(figsize=(7.6, 3.8), layout="constrained")
+    if not spectra:
+        return _nothing_yet(ax)
     column = f"smallest {int(fraction * 100)} %"
-    for label, hsvs in spectra.items():
+    for config, hsvs in spectra.items():
         share = smallest_energy_share(hsvs, (fraction,), block)
-        ax.plot(share.step, share[column], ".-", label=label)
-    ax.set(xlabel="step", ylabel=f"energy share of the {column} of HSVs", ylim=(0, None))
-    ax.legend(fontsize=7)
+        ax.plot(share.step, share[column], "-" if role(config) == "compressed" else "--", marker=".",
+                label=config_label(config))
+    ax.set(ylabel=f"share of the {column}", ylim=(0, None))
+    _steps_axis(ax)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
 
 

@@ -406,8 +406,8 @@ def load_variables(path: Path | str) -> dict:
     return flax.serialization.msgpack_restore((Path(path) / "params.msgpack").read_bytes())
 
 
-RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "counted", "test_acc", "best_val_acc",
-                "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s",
+RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "counted", "in_place", "test_acc",
+                "best_val_acc", "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s",
                 "reduction_time_s", "recurrence", "hardware", "commit", "path"]
 
 
@@ -427,6 +427,7 @@ def _run_row(folder: Path) -> dict | None:
     environment = metrics["environment"] if metrics else {"hardware": None, "commit": None}
     return {"profile": profile, "config": name, "seed": seed, "overrides": overrides, "status": state,
             "counted": state == "complete" and identity is not None and identity == folder_identity(folder),
+            "in_place": identity is not None and folder == run_dir(folder.parents[2], *identity),
             **{k: summary[k] for k in ("test_acc", "best_val_acc", "mean_state_size", "final_state_sizes",
                                        "train_time_s", "wall_time_s", "eval_time_s", "reduction_time_s")},
             "steps": summary["steps_done"], "recurrence": metrics["recurrence"] if metrics else None,
@@ -438,10 +439,11 @@ def load_runs(root: Path | str) -> pd.DataFrame:
 
     Columns: RUNS_COLUMNS. `status` is complete, failed or unfinished; `counted` is True only for a complete
     record whose identity is its folder's (the packaged config, that seed): aggregate those, list the others
-    apart. `overrides` is '' for a packaged config, else the overridden keys (see `run_name`).
+    apart. `overrides` is '' for a packaged config, else the overridden keys (see `run_name`); `in_place` says
+    that the folder is the one `run_dir` gives for the stored identity (a variant in its own @-folder is).
     """
     rows = [_run_row(folder) for folder in sorted(Path(root).glob("*/*/seed_*")) if folder.is_dir()]
     numeric = ["test_acc", "best_val_acc", "mean_state_size", "train_time_s", "wall_time_s", "eval_time_s",
                "reduction_time_s"]
     frame = pd.DataFrame([row for row in rows if row], columns=RUNS_COLUMNS)
-    return frame.astype({column: float for column in numeric} | {"counted": bool})  # null -> NaN
+    return frame.astype({column: float for column in numeric} | {"counted": bool, "in_place": bool})  # null -> NaN

@@ -1,135 +1,232 @@
-"""Reading records for the book: run records aggregated into the paper's tables, and benchmark records.
+"""Reading records for the book: run records grouped into settings and aggregated over seeds, and benchmark records.
 
-The paper's aggregation: accuracy = mean of the top-3 seeds, +- = standard deviation over all seeds
-(population, ddof = 0), state size = per-block mean, then mean +- std over seeds. Training time is
-`train_time_s` (training steps and recompilations, evaluation excluded); a speedup divides the baseline's
-mean time by a config's, and only between runs of the same profile, hardware and recurrence.
-Only counted runs count (`records.load_runs`: complete, and the packaged config of their folder); failed,
-unfinished and overridden ones are listed apart.
+A *setting* is what must be equal for runs to be aggregated together or compared: the profile (the budget),
+the variant (what a run's resolved config changes against today's packaged config, '' for none), the hardware
+and the recurrence. Settings are listed with the paper's budget first, then by budget, canonical runs (no
+variant) before variants. Plumbing checks (the smoke profile) and runs that are not complete never enter a
+table, a figure or a claim; `plumbing_note` says in one line whether the check passed.
+
+Per configuration and setting: the mean over all seeds with the sample std (`stats.summarize`), the paper's
+top-3 mean beside it when there are more than three seeds, the per-block state size, the training time
+(`train_time_s`: steps and recompilations, evaluation excluded) and the speedup against the same setting's
+full model.
 """
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from compressm import lru, records
-from compressm.configs import get_config
-from compressm.paper import SEEDS, paper_table, paper_values, scratch_partners, table_configs
+from compressm import lru, records, stats
+from compressm.configs import PROFILES, ModelConfig, get_config
+from compressm.paper import SEEDS, hsv_picture, paper_table, role, table_configs, table_values
+
+SETTING = ["profile", "variant", "hardware", "recurrence"]
+NBSP = "\u00a0"  # joins a number to its unit or its ± so that a table cell never breaks there
+# Config fields whose value is worth words in a variant's label (others are shown as key=value).
+_OPTION_WORDS = {("model.norm", "ema"): "BatchNorm rule: ema (the authors')",
+                 ("model.norm", "batch"): "BatchNorm rule: batch (flax), earlier runs"}
+RECURRENCE_WORDS = {"conv": "FFT convolution", "scan": "sequential scan", "associative": "associative scan"}
 
 
-def load_table_runs(table: int, root=None) -> pd.DataFrame:
-    """All run rows (any status) of a paper table's configs under the runs folder."""
-    runs = records.load_runs(records.runs_root(root))
-    return runs[runs.config.isin(table_configs(table))].reset_index(drop=True)
+# ----------------------------------------------------------------------------------------------------------
+# Which runs the book reads
+# ----------------------------------------------------------------------------------------------------------
+def book_runs(root: Path | str | None = None) -> pd.DataFrame:
+    """Every run folder under the runs folder (`records.load_runs`), with what the book needs to sort them.
 
-
-def _top3_mean(values: pd.Series) -> float:
-    return float(np.sort(values.to_numpy())[::-1][:3].mean())
-
-
-def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (profile, config, hardware, recurrence) of complete runs, aggregated as the paper does.
-
-    Columns: n_seeds, seeds, acc_top3 (%), acc_std (%), size_mean, size_std, train_time_s, wall_time_s, steps.
+    Added columns: `variant` ('' when the run's resolved config is today's packaged config for its name and
+    profile, else the changed keys, e.g. 'model.norm=batch': `records.run_name`; '?' for a failed run recorded
+    without its config), `canonical` (no variant), `finished` (a complete record: failed or unfinished runs are
+    never counted), `plumbing` (a smoke-profile check, never a result). This is the one function through which
+    the pages read runs.
     """
-    done = runs[runs.counted]
-    keys = ["profile", "config", "hardware", "recurrence"]
-    rows = []
-    for key, group in done.groupby(keys, sort=False):
-        rows.append(dict(zip(keys, key)) | {
-            "n_seeds": len(group),
-            "seeds": " ".join(str(s) for s in sorted(group.seed)),
-            "acc_top3": 100 * _top3_mean(group.test_acc),
-            "acc_std": 100 * float(group.test_acc.std(ddof=0)),
-            "size_mean": float(group.mean_state_size.mean()),
-            "size_std": float(group.mean_state_size.std(ddof=0)),
-            "train_time_s": float(group.train_time_s.mean()),
-            "wall_time_s": float(group.wall_time_s.mean()),
-            "steps": int(group.steps.max()),
-        })
-    columns = keys + ["n_seeds", "seeds", "acc_top3", "acc_std", "size_mean", "size_std", "train_time_s",
-                      "wall_time_s", "steps"]
-    return pd.DataFrame(rows, columns=columns)
+    runs = records.load_runs(records.runs_root(root))
+    variant = runs.overrides.fillna("?")
+    return runs.assign(variant=variant, canonical=variant == "", finished=runs.status == "complete",
+                       plumbing=runs.profile.map(lambda p: PROFILES[p].plumbing if p in PROFILES else False))
 
 
-def with_speedup(agg: pd.DataFrame, table: int) -> pd.DataFrame:
-    """Add `speedup`: the same-profile, same-hardware, same-recurrence baseline's train time / this one's."""
-    baseline = agg[agg.config == paper_table(table).baseline]
-    base = baseline.set_index(["profile", "hardware", "recurrence"]).train_time_s
-    index = pd.MultiIndex.from_frame(agg[["profile", "hardware", "recurrence"]])
-    speedup = base.reindex(index).to_numpy(dtype=float) / agg.train_time_s.to_numpy(dtype=float)
-    return agg.assign(speedup=speedup)
+def result_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that count as results: finished, in the folder their identity names (`records.load_runs`'s
+    `in_place`: a record moved or written into another run's folder never counts), not a plumbing check."""
+    return runs[runs.finished & runs.in_place & ~runs.plumbing]
 
 
-def table_aggregate(table: int, root=None) -> pd.DataFrame:
-    """A paper table's complete runs under the runs folder, aggregated (`aggregate`) with their `speedup`."""
-    return with_speedup(aggregate(load_table_runs(table, root)), table)
+def plumbing_note(runs: pd.DataFrame) -> str:
+    """A collapsed MyST note on the plumbing checks (smoke runs) among `runs`, '' if there are none."""
+    smoke = runs[runs.plumbing]
+    if smoke.empty:
+        return ""
+    ok = int(smoke.finished.sum())
+    verdict = "passed" if ok == len(smoke) else f"{len(smoke) - ok} of {len(smoke)} runs did not finish"
+    return (f":::{{admonition}} Plumbing check: {verdict}\n:class: dropdown\n"
+            f"The runs folder holds {len(smoke)} smoke-profile runs, a few dozen steps each, that check the pipeline"
+            f" end to end. They are not results and enter no table, figure or verdict.\n:::")
 
 
-def budget_note(profile: str, steps: int, config_name: str) -> str:
-    """'' for the paper's budget, else e.g. 'cpu profile, 10000 steps of 200k'."""
+# ----------------------------------------------------------------------------------------------------------
+# Settings, and one table's runs aggregated per setting
+# ----------------------------------------------------------------------------------------------------------
+def hardware_label(hardware: str) -> str:
+    """'cpu: 2-core CPU' -> 'CPU (2 cores)'; 'gpu: NVIDIA H100 80GB HBM3' -> 'GPU (NVIDIA H100 80GB HBM3)'."""
+    backend, _, device = hardware.partition(": ")
+    if backend == "cpu" and device.endswith("-core CPU"):
+        return f"CPU ({device.removesuffix('-core CPU')} cores)"
+    return f"{backend.upper()} ({device})"
+
+
+def variant_label(variant: str) -> str:
+    """Words for a variant: 'current defaults (...)' for '', else its changed options."""
+    if variant == "?":
+        return "config not recorded"
+    if variant == "":
+        return f"current defaults ({_OPTION_WORDS[('model.norm', ModelConfig().norm)]})"
+    parts = [pair.partition("=") for pair in variant.split(",")]
+    return "; ".join(_OPTION_WORDS.get((key, value), f"{key} = {value}") for key, _, value in parts)
+
+
+def budget_label(profile: str, steps: int, config_name: str) -> str:
+    """'200k steps (the paper's budget)' or '10k of the paper's 200k steps (5 %, cpu profile)'."""
     paper_steps = get_config(config_name).steps
     if profile == "paper" and steps == paper_steps:
-        return ""
-    return f"{profile} profile, {steps} steps of {paper_steps // 1000}k"
+        return f"{paper_steps / 1000:g}k steps (the paper's budget)"
+    return (f"{steps / 1000:g}k of the paper's {paper_steps / 1000:g}k steps ({100 * steps / paper_steps:.0f} %,"
+            f" {profile} profile)")
 
 
-def results_table(table: int, root=None) -> pd.DataFrame:
-    """Our numbers beside the paper's, one row per (profile, config), in the paper's row order.
+def config_label(name: str) -> str:
+    """'full model (N = 256)', 'compressed, τ = 0.02' or 'from scratch, N = 28'."""
+    config = get_config(name)
+    kind = role(name)
+    if kind == "baseline":
+        return f"full model (N{NBSP}={NBSP}{config.model.state_size})"
+    if kind == "compressed":
+        return f"compressed, τ{NBSP}={NBSP}{config.reduction.tau:g}"
+    return f"from scratch, N{NBSP}={NBSP}{config.model.state_size}"
 
-    Columns: budget, config, seeds, accuracy (top-3 mean +- std, %), paper accuracy, state size, paper size,
-    train time (s), speedup, paper speedup, hardware.
-    """
-    agg = table_aggregate(table, root)
-    paper = paper_values()
-    order = {name: i for i, name in enumerate(table_configs(table))}
-    agg = agg.assign(_order=agg.config.map(order)).sort_values(["profile", "hardware", "_order"])
+
+class TableView(NamedTuple):
+    """A paper table's runs as the pages show them."""
+
+    table: int
+    runs: pd.DataFrame  # every run folder of the table's configs (book_runs rows), plumbing checks included
+    agg: pd.DataFrame  # one row per (setting, config) of the result runs (`aggregate`)
+    settings: pd.DataFrame  # one row per setting, in the book's order (`order_settings`)
+
+
+def table_view(table: int, root: Path | str | None = None) -> TableView:
+    """Read a paper table's runs once: all of them, their aggregates per setting, and the settings in order."""
+    runs = book_runs(root)
+    runs = runs[runs.config.isin(table_configs(table))].reset_index(drop=True)
+    agg = aggregate(result_runs(runs), table)
+    return TableView(table, runs, agg, order_settings(agg))
+
+
+def aggregate(runs: pd.DataFrame, table: int) -> pd.DataFrame:
+    """One row per setting and config of finished runs: seeds, per-seed accuracies (%) and their summary, state
+    size, mean training and wall-clock time per run, and `speedup` (the same setting's full model's training
+    time over this config's; nan where the setting has no full model)."""
     rows = []
-    for _, r in agg.iterrows():
-        p = paper[r.config]
-        rows.append({
-            "budget": budget_note(r.profile, r.steps, r.config) or "paper",
-            "config": r.config,
-            "seeds": r.n_seeds,
-            "accuracy %": _mean_std(r.acc_top3, r.acc_std, r.n_seeds),
-            "paper accuracy %": _paper_number(p["accuracy"], p["accuracy_std"]),
-            "state size": _mean_std(r.size_mean, r.size_std, r.n_seeds),
-            "paper size": _paper_number(p["state_size"], p["state_size_std"]),
-            "train time (s)": f"{r.train_time_s:.0f}",
-            "speedup": f"{r.speedup:.2f}x" if np.isfinite(r.speedup) else "n/a (no matching baseline)",
-            "paper speedup": f"{p['speedup']:.2f}x" if p["speedup"] else "-",
-            "hardware": f"{r.hardware}, {r.recurrence}",
+    for key, group in runs.groupby(SETTING + ["config"], sort=False):
+        acc, size = stats.summarize(100 * group.test_acc), stats.summarize(group.mean_state_size)
+        rows.append(dict(zip(SETTING + ["config"], key)) | {
+            "n_seeds": acc.n, "seeds": " ".join(map(str, sorted(group.seed))), "acc_values": list(100 * group.test_acc),
+            "acc_mean": acc.mean, "acc_sd": acc.sd, "acc_top3": acc.top3, "size_mean": size.mean, "size_sd": size.sd,
+            "train_time_s": float(group.train_time_s.mean()), "wall_time_s": float(group.wall_time_s.mean()),
+            "steps": int(group.steps.max()), "canonical": bool(group.canonical.all()),
+            "commits": " ".join(sorted({str(c)[:7] for c in group.commit})),
         })
-    return pd.DataFrame(rows)
+    agg = pd.DataFrame(rows, columns=SETTING + ["config", "n_seeds", "seeds", "acc_values", "acc_mean", "acc_sd",
+                                                "acc_top3", "size_mean", "size_sd", "train_time_s", "wall_time_s",
+                                                "steps", "canonical", "commits"])
+    base = agg[agg.config == paper_table(table).baseline].set_index(SETTING).train_time_s
+    ratio = base.reindex(pd.MultiIndex.from_frame(agg[SETTING])).to_numpy(dtype=float) / agg.train_time_s.to_numpy()
+    order = {name: i for i, name in enumerate(table_configs(table))}
+    return agg.assign(speedup=ratio).sort_values(by="config", key=lambda c: c.map(order), kind="stable")
 
 
-def _mean_std(mean: float, std: float, n: int) -> str:
-    """'96.3 ± 0.2', or '96.3 (1 seed)' where a standard deviation means nothing."""
-    return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f} (1 seed)"
+def order_settings(agg: pd.DataFrame) -> pd.DataFrame:
+    """The settings present in `agg`, paper budget first, then longer budgets, canonical before variants, then
+    the setting with more runs; with `label`, `budget`, `paper_budget` and `n_runs`."""
+    if agg.empty:
+        return pd.DataFrame(columns=SETTING + ["label", "budget", "paper_budget", "n_runs", "steps"])
+    rows = []
+    for key, group in agg.groupby(SETTING, sort=False):
+        setting = dict(zip(SETTING, key))
+        steps, name = int(group.steps.max()), group.config.iloc[0]
+        budget = budget_label(setting["profile"], steps, name)
+        rows.append(setting | {
+            "budget": budget, "paper_budget": setting["profile"] == "paper" and steps == get_config(name).steps,
+            "n_runs": int(group.n_seeds.sum()), "steps": steps,
+            "label": f"{budget} · {hardware_label(setting['hardware'])}, "
+                     f"{RECURRENCE_WORDS.get(setting['recurrence'], setting['recurrence'])} · "
+                     f"{variant_label(setting['variant'])}",
+        })
+    frame = pd.DataFrame(rows)
+    frame = frame.assign(_canonical=frame.variant == "")
+    frame = frame.sort_values(["paper_budget", "steps", "_canonical", "n_runs"], ascending=False, kind="stable")
+    return frame.drop(columns="_canonical").reset_index(drop=True)
 
 
-def _paper_number(value, std) -> str:
-    if value is None:
-        return "-"
-    return f"{value} ± {std}" if std is not None else f"{value}"
+def setting_rows(view: TableView, setting) -> pd.DataFrame:
+    """The aggregate rows of one setting (a row of `view.settings`), in the paper's row order."""
+    mask = np.logical_and.reduce([view.agg[column] == setting[column] for column in SETTING])
+    return view.agg[mask]
 
 
-def missing_runs(table: int, root=None, profile: str = "cpu") -> list[str]:
-    """Configs of the table with no complete run in `profile` (the book prints these with the command)."""
-    runs = load_table_runs(table, root)
-    have = set(runs[runs.counted & (runs.profile == profile)].config)
-    return [name for name in table_configs(table) if name not in have]
+def section_settings(view: TableView, paper_budget: bool) -> pd.DataFrame:
+    """The settings at the paper's budget (True) or at shorter budgets (False), in the book's order."""
+    return view.settings[view.settings.paper_budget == paper_budget]
 
 
-def missing_note(table: int, profile: str, root=None) -> str:
-    """Markdown: the configs of a table with no complete run in `profile` and the command that makes them, or
-    that none is missing."""
-    missing = missing_runs(table, root, profile)
-    if not missing:
-        return f"Every configuration of the table has complete `{profile}` runs."
-    return f"Missing `{profile}` runs: {', '.join(missing)}. Make them with `{reproduce_command(table, profile)}`."
+def figure_panels(view: TableView, paper_budget: bool) -> list[tuple[str, pd.DataFrame | None, dict]]:
+    """The panels of a results page's figure (`plots.accuracy_vs_size`): one per setting of the section, each
+    with the paper's values; one panel of the paper's values alone where the section has no runs."""
+    published = table_values(view.table)
+    panels = [(s.label, setting_rows(view, s), published) for _, s in section_settings(view, paper_budget).iterrows()]
+    return panels or [("the paper's values (no runs of ours here yet)", None, published)]
+
+
+def first_settings(view: TableView) -> dict[bool, pd.Series | None]:
+    """The first setting at the paper's budget (key True) and at a shorter budget (False), None where there is
+    none: the settings a page draws when it draws one of each."""
+    return {budget: (None if rows.empty else rows.iloc[0])
+            for budget, rows in ((b, section_settings(view, b)) for b in (True, False))}
+
+
+def lead_setting(view: TableView):
+    """The setting a page draws when it draws one: the first (in the book's order) with a full model and a
+    compressed run, else the first; None without runs."""
+    t = paper_table(view.table)
+    for _, setting in view.settings.iterrows():
+        configs = set(setting_rows(view, setting).config)
+        if t.baseline in configs and configs & set(t.compressed):
+            return setting
+    return view.settings.iloc[0] if len(view.settings) else None
+
+
+def schedule_note(config_name: str, profile: str) -> str:
+    """How a profile's budget and reduction schedule compare with the paper's for a compressed config."""
+    paper, ours = get_config(config_name), get_config(config_name, profile)
+    attempts = lambda r: (f"every {r.every_steps} steps from step {r.first_step} to {r.last_step}"
+                          f" ({len(r.attempt_steps())} attempts)")
+    return (f"The `{profile}` profile trains {ours.steps} of the paper's {paper.steps} steps "
+            f"({100 * ours.steps / paper.steps:.0f} %) with an evaluation every {ours.eval_every} steps (paper: "
+            f"{paper.eval_every}) and reduction attempts {attempts(ours.reduction)}; the paper attempts "
+            f"{attempts(paper.reduction)}. Its compressed models are therefore first cut at step "
+            f"{ours.reduction.first_step}, while the paper's first cut comes at step {paper.reduction.first_step},"
+            f" after the point (about {hsv_picture()['energy_flat_after_steps']} steps) from which the paper sees the"
+            " energy share of the smallest HSVs stay flat.")
+
+
+def budget_notes(view: TableView) -> str:
+    """Markdown list: `schedule_note` (of the table's first compressed config) for each shorter budget's profile."""
+    profiles = sorted(set(section_settings(view, False).profile))
+    first = paper_table(view.table).compressed[0]
+    return "\n".join(f"- {schedule_note(first, p)}" for p in profiles) or "- Every run shown trains the paper's budget."
 
 
 def reproduce_command(table: int, profile: str, seeds=None) -> str:
@@ -138,110 +235,41 @@ def reproduce_command(table: int, profile: str, seeds=None) -> str:
     return f"python -m compressm reproduce --table {table} --profile {profile} --seeds {' '.join(map(str, seeds))}"
 
 
-def provenance(table: int, root=None) -> pd.DataFrame:
-    """What the table is built from: per (profile, config), the seeds counted and the records not counted (and
-    why), commits and hardware."""
-    runs = load_table_runs(table, root)
-    if runs.empty:
-        return pd.DataFrame(columns=["profile", "config", "counted seeds", "not counted", "commits", "hardware"])
-    grouped = runs.groupby(["profile", "config"], sort=False)
-    return grouped.apply(lambda g: pd.Series({
-        "counted seeds": " ".join(map(str, sorted(g[g.counted].seed))),
-        "not counted": ", ".join(f"{r.seed} ({_why_not_counted(r)})" for r in g[~g.counted].itertuples()) or "-",
-        "commits": " ".join(sorted({c[:7] for c in g.commit.dropna()})),
-        "hardware": "; ".join(sorted(set(g.hardware.dropna()))),
-    }), include_groups=False).reset_index()
+# ----------------------------------------------------------------------------------------------------------
+# Single runs: the run shown up close, and every executed notebook
+# ----------------------------------------------------------------------------------------------------------
+def showcase_run(view: TableView) -> pd.Series | None:
+    """The run the book shows up close: in the first setting, the middle compressed config's smallest seed."""
+    if view.settings.empty:
+        return None
+    first = view.settings.iloc[0]
+    runs = result_runs(view.runs)
+    runs = runs[np.logical_and.reduce([runs[c] == first[c] for c in SETTING])].sort_values("seed")
+    compressed = paper_table(view.table).compressed
+    for name in (compressed[len(compressed) // 2], *compressed, *table_configs(view.table)):
+        if (runs.config == name).any():
+            return runs[runs.config == name].iloc[0]
+    return None
 
 
-def _why_not_counted(run) -> str:
-    """'failed', 'unfinished', 'overrides steps=10' or 'in another folder' for a load_runs row that is not counted."""
-    if run.status != "complete":
-        return run.status
-    return f"overrides {run.overrides}" if run.overrides else f"in another folder: {run.path}"
+def representative_runs(view: TableView, setting) -> dict[str, pd.Series]:
+    """For each config of one setting, its run (a `book_runs` row) with the smallest seed."""
+    runs = result_runs(view.runs)
+    runs = runs[np.logical_and.reduce([runs[c] == setting[c] for c in SETTING])].sort_values("seed")
+    return {name: runs[runs.config == name].iloc[0] for name in table_configs(view.table)
+            if (runs.config == name).any()}
 
 
-def scratch_comparison(table: int, root=None) -> pd.DataFrame:
-    """Each tau run beside the from-scratch run at the paper's size for it: accuracy and size, ours and paper's."""
-    agg = aggregate(load_table_runs(table, root)).set_index(["profile", "config"])
-    paper = paper_values()
-    rows = []
-    for tau_config, scratch_config in scratch_partners(table).items():
-        for profile in sorted({p for p, c in agg.index if c == tau_config}):
-            if (profile, scratch_config) not in agg.index:
-                continue
-            ours, scratch = agg.loc[(profile, tau_config)], agg.loc[(profile, scratch_config)]
-            rows.append({
-                "profile": profile, "compressed": tau_config, "from scratch": scratch_config,
-                "compressed acc %": round(ours.acc_top3, 1), "at size": round(ours.size_mean, 1),
-                "scratch acc %": round(scratch.acc_top3, 1), "scratch size": round(scratch.size_mean, 1),
-                "difference (points)": round(ours.acc_top3 - scratch.acc_top3, 1),
-                "paper difference": _paper_difference(paper[tau_config], paper[scratch_config]),
-            })
-    return pd.DataFrame(rows)
-
-
-def _paper_difference(tau: dict, scratch: dict):
-    if tau["accuracy"] is None or scratch["accuracy"] is None:
-        return "-"
-    return round(tau["accuracy"] - scratch["accuracy"], 1)
-
-
-def claims_text(table: int, root=None) -> str:
-    """Markdown sentences that test the paper's two claims on each profile's runs (or say what is missing).
-
-    Claim 1: compressed models stay close to the baseline. Claim 2: they beat models trained from scratch
-    at the same size.
-    """
-    agg = aggregate(load_table_runs(table, root))
-    lines = []
-    for profile in sorted(set(agg.profile)):
-        ours = agg[agg.profile == profile].set_index("config")
-        base = paper_table(table).baseline
-        if base not in ours.index:
-            lines.append(f"- **{profile}**: no complete baseline run yet, so claim 1 cannot be checked.")
-            continue
-        for tau_config, scratch_config in scratch_partners(table).items():
-            if tau_config not in ours.index:
-                continue
-            row = ours.loc[tau_config]
-            text = (f"- **{profile}, {tau_config}** ({budget_note(profile, row.steps, tau_config) or 'paper budget'}):"
-                    f" {row.acc_top3:.1f} % at N = {row.size_mean:.1f}, "
-                    f"{row.acc_top3 - ours.loc[base].acc_top3:+.1f} points against the baseline")
-            if scratch_config in ours.index:
-                scratch = ours.loc[scratch_config]
-                text += (f", {row.acc_top3 - scratch.acc_top3:+.1f} points against training from scratch at"
-                         f" N = {scratch.size_mean:.0f} ({scratch.acc_top3:.1f} %)")
-            lines.append(text + f"; {row.n_seeds} seed(s).")
-    return "\n".join(lines) or "No complete runs yet."
-
-
-def representative_runs(table: int, profile: str = "cpu", root=None) -> dict[str, str]:
-    """For each config of a table, the folder of its complete run with the smallest seed in `profile`."""
-    runs = load_table_runs(table, root)
-    done = runs[runs.counted & (runs.profile == profile)].sort_values("seed")
-    return {name: done[done.config == name].path.iloc[0] for name in table_configs(table)
-            if (done.config == name).any()}
-
-
-def run_times(root=None) -> pd.DataFrame:
-    """Measured time per run, per (profile, hardware, config): mean wall-clock and training time, ms per step."""
-    runs = records.load_runs(records.runs_root(root))
-    done = runs[runs.counted]
-    if done.empty:
-        return pd.DataFrame(columns=["profile", "hardware", "config", "runs", "wall_time_min", "train_time_min",
-                                     "ms_per_step", "steps"])
-    grouped = done.groupby(["profile", "hardware", "config"], sort=True)
-    return grouped.apply(lambda g: pd.Series({
-        "runs": len(g), "wall_time_min": g.wall_time_s.mean() / 60, "train_time_min": g.train_time_s.mean() / 60,
-        "ms_per_step": 1e3 * (g.train_time_s / g.steps).mean(), "steps": int(g.steps.max()),
-    }), include_groups=False).reset_index().astype({"runs": int, "steps": int})
+def relative_run_path(path: str, root: Path | str | None = None) -> str:
+    """A run folder as 'runs/<profile>/<config>/seed_<seed>', whatever folder the runs were read from."""
+    return str(Path("runs") / Path(path).resolve().relative_to(records.runs_root(root).resolve()))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Benchmark records (written by `compressm bench`)
 # ----------------------------------------------------------------------------------------------------------
 def bench_root(root: Path | str | None = None) -> Path:
-    """The folder of the benchmark records, <runs folder>/bench (`records.runs_root`), where `bench` writes."""
+    """The folder of the benchmark records, <runs folder>/bench (`records.runs_root`), where `compressm bench` writes."""
     return records.runs_root(root) / "bench"
 
 
@@ -286,13 +314,13 @@ def load_bench(root: Path | str | None = None) -> pd.DataFrame:
         kind, dataset, *rest = r["name"].split("/")
         rows.append({"name": r["name"], "kind": kind, "dataset": dataset,
                      "recurrence": rest[0] if kind in ("train_step", "width_sweep") else None,
-                     "state_size": r["state_size"], "width": r.get("width"), "batch": r.get("batch"),
+                     "state_size": r["state_size"], "width": r.get("width"),
                      "median_ms": 1e3 * r["median_s"], "compile_s": r.get("compile_s"),
                      "steps_per_s": r.get("steps_per_s"), "first_call_s": r.get("first_call_s"),
                      "precision": r.get("precision"),
                      "hardware": r["environment"]["hardware"], "commit": r["environment"]["commit"][:7],
                      "date": r["date"]})
-    columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "batch", "median_ms", "compile_s",
+    columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "median_ms", "compile_s",
                "steps_per_s", "first_call_s", "precision", "hardware", "commit", "date"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -307,13 +335,14 @@ def streaming_speedups(records: pd.DataFrame) -> pd.DataFrame:
     columns = ["hardware", "dataset", "state_size", "steps_per_s", "speedup_vs_full"]
     return stream.assign(speedup_vs_full=ratio)[columns].sort_values(columns[:3], ascending=[True, True, False])
 
-
 def fastest_recurrence(records: pd.DataFrame) -> pd.DataFrame:
     """The recurrence sweep (`width_sweep` records): per (hardware, width H, state size N), each recurrence's step
     time, the fastest, what `lru.choose_recurrence` picks there (`auto`) and its time over the fastest's."""
     sweep = records[records.kind == "width_sweep"]
+    if sweep.empty:
+        return pd.DataFrame(columns=["hardware", "H", "N", *lru.RECURRENCES, "fastest", "auto", "auto / fastest"])
     table = sweep.pivot_table(index=["hardware", "width", "state_size"], columns="recurrence", values="median_ms")
-    table = table.reset_index()
+    table = table.reset_index().rename_axis(columns=None)
     times = table[[c for c in lru.RECURRENCES if c in table.columns]]
     table["fastest"] = times.idxmin(axis=1)
     table["auto"] = [lru.choose_recurrence(h.split(":")[0], int(w)) for h, w in zip(table.hardware, table.width)]
@@ -323,18 +352,14 @@ def fastest_recurrence(records: pd.DataFrame) -> pd.DataFrame:
 
 def authors_comparison(root: Path | str | None = None) -> pd.DataFrame:
     """The `versus_authors` records: per hardware and state size N, our training step and the authors' (their
-    released code) measured in one run, and the ratios (theirs at N / ours at N; theirs at the full size / ours)."""
+    released code) measured in one run, and the ratios: theirs at N / ours at N, and theirs at the full size (their
+    model before compression) / ours at N."""
     rows = []
     for r in _bench_records(root):
         if r["name"].startswith("versus_authors/"):
-            full = max(r["sizes"])
             rows += [{"hardware": r["environment"]["hardware"], "N": n, "ours (ms)": 1e3 * r["ours_s"][str(n)],
                       "authors (ms)": 1e3 * r["authors_s"][str(n)], "speedup at N": r["speedup"][str(n)],
-                      f"their N = {full} / ours at N": r["speedup_vs_full"][str(n)], "recurrence": r["recurrence"],
+                      "speedup vs their full N": r["speedup_vs_full"][str(n)], "recurrence": r["recurrence"],
                       "authors' commit": r["authors_commit"][:7], "date": r["date"]} for n in r["sizes"]]
-    return pd.DataFrame(rows)
-
-
-def styled(frame: pd.DataFrame, precision: int = 2):
-    """A table as the book shows it: numbers to `precision` digits, no index column."""
-    return frame.style.format(precision=precision).hide(axis="index")
+    return pd.DataFrame(rows, columns=["hardware", "N", "ours (ms)", "authors (ms)", "speedup at N",
+                                       "speedup vs their full N", "recurrence", "authors' commit", "date"])

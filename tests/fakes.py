@@ -60,3 +60,39 @@ def write_fake_mnist(root: Path, n_train: int = 50, n_test: int = 20, seed: int 
         write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, size=(n, 28, 28)))
         write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, size=n))
     return root
+
+
+def write_fake_run(root: Path, config: str, profile: str, seed: int, *, test_acc: float = 0.9,
+                   state_size: float | None = None, train_time_s: float = 100.0, status: str = "complete",
+                   norm: str | None = "packaged", hardware: str = "cpu: 2-core CPU", recurrence: str = "conv",
+                   steps: int | None = None) -> Path:
+    """A run folder with config.yaml and metrics.json as the library writes them, holding the given numbers (no
+    parameters or HSVs), where the library puts it (`records.run_dir`). norm: 'packaged' keeps the config's
+    model.norm, None drops the key (a record written before the field existed: trained with 'batch'), else that
+    value."""
+    import json
+
+    import yaml
+
+    from compressm import records
+    from compressm.configs import from_dict, get_config
+
+    resolved = get_config(config, profile)
+    values = resolved.to_dict()
+    if norm is None:
+        del values["model"]["norm"]
+    elif norm != "packaged":
+        values["model"]["norm"] = norm
+    folder = records.run_dir(root, from_dict(records.upgraded_config(values)), seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    size = float(resolved.model.state_size if state_size is None else state_size)
+    summary = {"test_acc": test_acc, "best_val_acc": test_acc, "best_step": 1, "state_sizes_at_best": [size],
+               "final_state_sizes": [size], "mean_state_size": size, "train_time_s": train_time_s,
+               "eval_time_s": 1.0, "reduction_time_s": 0.0, "wall_time_s": train_time_s + 1.0,
+               "steps_done": steps or resolved.steps}
+    metrics = {"schema_version": 1, "status": status, "failure": None, "config": config, "profile": profile,
+               "seed": seed, "recurrence": recurrence, "summary": summary, "history": [], "reductions": [],
+               "rollbacks": [], "environment": {"hardware": hardware, "commit": "0123456789abcdef"}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder

@@ -1,5 +1,7 @@
-"""The product end to end: smoke runs through the training notebook, the book built from them, and the Table 2
-page checked in a real browser (headless Chromium): a row per configuration with numbers, and its figures loaded.
+"""The product end to end, as a reader meets it after `make book` on a fresh clone: the committed runs plus smoke
+runs made through the training notebook, the book built from them, and every page read in a real browser
+(headless Chromium): no smoke run in a results table, no raw MyST on any page, no machine path, every figure
+loaded, the Table 2 page's rows, the links the book promises.
 """
 
 import re
@@ -10,20 +12,29 @@ import pytest
 
 from conftest import SHARED_DATA, needs_mnist
 
+from compressm import links
 from compressm.errors import DataError
 from compressm.experiment import build_book, reproduce
+from compressm.records import REPO
 from compressm.paper import table_configs
+from compressm.results import config_label
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.slow,
     needs_mnist,
 ]
+RESULT_PAGES = ["intro", "table2", "table3", "tradeoffs", "hsv_spectra", "one_run"]
+RAW_MYST = re.compile(r"```|\{code-cell\}|\{literalinclude\}|\{(doc|ref|cite:[tp]|download|glue:text)\}`|^:::",
+                      re.MULTILINE)
+MACHINE_PATH = re.compile(r"(?<![\w.])/(tmp|work|home|root|Users|private|var/folders)/|file:/")
 
 
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory):
+    """The committed runs copied into a runs folder, smoke runs added beside them, and the book built from it."""
     root = tmp_path_factory.mktemp("runs")
+    shutil.copytree(REPO / "runs", root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("smoke"))
     outcome = reproduce(table_configs(2), seeds=(42,), profile="smoke", root=root, data_dir=SHARED_DATA, jobs=2,
                         build=False)
     assert (outcome.status == "complete").all(), outcome
@@ -38,12 +49,12 @@ def test_reproduce_skips_complete_runs(built_book):
     assert set(again.status) == {"skipped (complete)"}
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
-def test_table2_page_in_headless_chromium(built_book):
-    _, html = built_book
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("needs Debian's chromium and chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -51,21 +62,84 @@ def test_table2_page_in_headless_chromium(built_book):
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        driver.get((Path(html) / "book" / "table2.html").as_uri())
-        assert "Table 2" in driver.title
-        rows = [row.text for row in driver.find_elements(By.CSS_SELECTOR, "table tbody tr")]
-        for name in table_configs(2):
-            matching = [r for r in rows if re.search(rf"\b{re.escape(name)}\b", r) and "smoke profile" in r]
-            assert matching, f"no table row for {name}"
-            assert re.search(r"\d+\.\d ± \d+\.\d|\d+\.\d \(1 seed\)", matching[0]), matching[0]
-        images = driver.find_elements(By.CSS_SELECTOR, "figure img, .cell_output img")
-        assert images, "the page has no figures"
-        for image in images:
-            width = driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image)
-            assert width and width > 0, image.get_attribute("src")
-    finally:
-        driver.quit()
+    yield driver
+    driver.quit()
+
+
+def _pages(html: Path) -> list[Path]:
+    return sorted((Path(html) / "book").glob("*.html"))
+
+
+def test_every_page_reads_clean_in_headless_chromium(built_book, browser):
+    """No page shows raw MyST or a machine path, and every image on it has loaded."""
+    from selenium.webdriver.common.by import By
+
+    root, html = built_book
+    pages = _pages(html)
+    assert {p.stem for p in pages} >= set(RESULT_PAGES) | {"train", "reproducing", "speed", "api", "method"}
+    for page in pages:
+        browser.get(page.as_uri())
+        text = browser.find_element(By.TAG_NAME, "article").get_attribute("textContent")
+        assert not RAW_MYST.search(text), f"{page.name} shows raw MyST: {RAW_MYST.search(text).group(0)!r}"
+        assert not MACHINE_PATH.search(text) and str(root) not in text, \
+            f"{page.name} shows a machine path near {text[max(0, MACHINE_PATH.search(text).start() - 60):][:120]!r}"
+        assert "lent GPU" not in text and "of this project" not in text, page.name  # the project's own machines
+        assert "jaxlib" not in text and "_jax." not in text, page.name  # private type names
+        for image in browser.find_elements(By.CSS_SELECTOR, "article img"):
+            width = browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image)
+            assert width and width > 0, f"{page.name}: {image.get_attribute('src')} did not load"
+        # a figure cell that printed nothing drops its figure, caption and all: every named figure must be there
+        source = next((REPO / "book").glob(f"{page.stem}.*")).read_text()
+        for name in re.findall(r"^\s+name: (fig-[\w-]+)", source, re.MULTILINE):
+            images = browser.find_elements(By.CSS_SELECTOR, f"figure#{name} img")
+            assert images, f"{page.name}: figure {name} has no image"
+
+
+def test_no_results_table_has_a_smoke_row_and_the_plumbing_check_is_one_collapsed_line(built_book, browser):
+    from selenium.webdriver.common.by import By
+
+    _, html = built_book
+    for name in RESULT_PAGES:
+        browser.get((Path(html) / "book" / f"{name}.html").as_uri())
+        for row in browser.find_elements(By.CSS_SELECTOR, "article table tbody tr"):
+            text = row.get_attribute("textContent")
+            assert "smoke" not in text, f"{name}: a results table row shows a smoke run: {text!r}"
+    browser.get((Path(html) / "book" / "table2.html").as_uri())
+    notes = browser.find_elements(By.CSS_SELECTOR, "article .admonition.dropdown")
+    assert [n.find_element(By.CSS_SELECTOR, ".admonition-title").get_attribute("textContent").strip()
+            for n in notes] == ["Plumbing check: passed"]
+
+
+def test_table2_page_leads_with_verdicts_and_has_a_row_per_configuration(built_book, browser):
+    from selenium.webdriver.common.by import By
+
+    _, html = built_book
+    browser.get((Path(html) / "book" / "table2.html").as_uri())
+    assert "Table 2" in browser.title
+    headings = [h.get_attribute("textContent").strip("#¶ \n").replace("\u2019", "'")
+                for h in browser.find_elements(By.CSS_SELECTOR, "article h2")]
+    assert headings[:2] == ["Verdict", "At the paper's budget"], headings
+    rows = [row.get_attribute("textContent") for row in browser.find_elements(By.CSS_SELECTOR, "table tbody tr")]
+    for name in table_configs(2):
+        matching = [r for r in rows if config_label(name) in r]
+        assert matching, f"no table row for {name}"
+        assert any(re.search(r"\d+\.\d\u00a0±\u00a0\d+\.\d|\d+\.\d \(1\u00a0seed\)", r) for r in matching), matching
+
+
+def test_the_book_links_the_paper_the_code_and_the_repository_and_the_notebook_downloads(built_book, browser):
+    from selenium.webdriver.common.by import By
+
+    _, html = built_book
+    browser.get((Path(html) / "book" / "intro.html").as_uri())
+    hrefs = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "a")}
+    assert {"https://arxiv.org/abs/2510.02823", "https://github.com/camail-official/compressm",
+            links.repository_url()} <= hrefs
+    page = Path(html) / "book" / "train.html"
+    browser.get(page.as_uri())
+    hrefs = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
+    downloads = [h for h in hrefs if "/_downloads/" in h and h.endswith("/train.ipynb")]
+    assert downloads, f"no download link to the notebook on {page}; links: {hrefs}"
+    assert Path(downloads[0].removeprefix("file://")).is_file()
 
 
 def test_missing_data_stops_reproduce_before_any_run(tmp_path):

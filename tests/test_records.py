@@ -37,7 +37,7 @@ TRAIN_SEED = 3
 TRAIN_SETS = ["steps=10", "model.state_size=64"]
 TRAIN_OVERRIDES = {"steps": 10, "model.state_size": 64}
 RECORD_FILES = {"config.yaml", "hsv.npz", "params.msgpack", "metrics.json"}
-RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "counted", "test_acc", "best_val_acc",
+RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "counted", "in_place", "test_acc", "best_val_acc",
                 "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s",
                 "reduction_time_s", "recurrence", "hardware", "commit", "path"]
 
@@ -302,6 +302,9 @@ def test_load_runs_reads_each_record_not_its_folder_name(trained, tmp_path):
         assert pd.api.types.is_float_dtype(runs[column]), column
     assert pd.api.types.is_integer_dtype(runs["seed"]) and pd.api.types.is_integer_dtype(runs["steps"])
     assert runs["counted"].tolist().count(True) == 1
+    # in place: the folder is where the library writes the run its record describes
+    assert by_path["in_place"].to_dict() == {str(own): False, str(renamed): False, str(counted): True,
+                                            str(failed): True}
 
 
 def test_load_runs_of_an_empty_folder_has_the_columns(tmp_path):

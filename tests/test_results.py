@@ -1,10 +1,14 @@
-"""Reading records back for the book: benchmark records from where `compressm bench` writes them, and a paper
-table's runs from a runs folder."""
+"""Reading records back for the book: benchmark records from where `compressm bench` writes them, an empty runs
+folder, and what the book prints about itself (links, the API table, escaped table text)."""
 
+import re
+
+import pandas as pd
 import pytest
 
-from compressm import bench, results
+from compressm import apidoc, bench, links, results, tables
 from compressm.errors import CompressmError
+from compressm.records import REPO
 from compressm.paper import table_configs
 
 
@@ -22,8 +26,32 @@ def test_bench_writes_its_records_where_results_reads_them(tmp_path, monkeypatch
         bench.run_benchmarks(only=["no-such-benchmark"])
 
 
-def test_an_empty_runs_folder_misses_every_config_of_a_table(tmp_path):
-    assert results.table_aggregate(2, tmp_path).empty
-    note = results.missing_note(2, "cpu", tmp_path)
-    assert all(name in note for name in table_configs(2))
-    assert results.reproduce_command(2, "cpu") in note
+def test_an_empty_runs_folder_shows_the_commands_that_make_the_runs(tmp_path):
+    view = results.table_view(2, tmp_path)
+    assert view.agg.empty and view.settings.empty and results.lead_setting(view) is None
+    for paper_budget, profile in ((True, "paper"), (False, "cpu")):
+        (note,) = tables.section_outputs(view, paper_budget)
+        assert results.reproduce_command(2, profile) in note.data
+    panels = results.figure_panels(view, True)
+    assert len(panels) == 1 and panels[0][1] is None and set(panels[0][2]) == set(table_configs(2))
+
+
+def test_the_repository_address_is_read_from_the_book_config_and_the_readme_agrees():
+    assert links.repository_url() == "https://github.com/compressm-companion/compressm-companion"
+    assert links.pages_url() == "https://compressm-companion.github.io/compressm-companion/"
+    assert links.pages_url() in (REPO / "README.md").read_text()
+    assert links.file_url("runs/cpu/x/train.ipynb").startswith(links.repository_url() + "/blob/main/runs/cpu/")
+
+
+def test_the_api_table_shows_no_machine_paths_or_private_type_names():
+    table = apidoc.api_table(["lru", "reduction", "experiment", "results", "findings"])
+    text = table.to_string()
+    assert not re.search(r"/work/|/tmp/|/home/|jaxlib|_jax\.", text)
+    row = table[table.name == "experiment.reproduce"].signature.item()
+    assert "notebook='book/train.ipynb'" in row
+    assert all(not s.endswith(("the", "a", "of", ",")) for s in table["what it does"] if s)  # whole paragraphs
+
+
+def test_styled_tables_escape_text_and_show_a_dash_for_missing_values():
+    html = tables.styled(pd.DataFrame({"where": ["runs/<profile>/"], "value": [float("nan")]})).to_html()
+    assert "&lt;profile&gt;" in html and ">-<" in html

@@ -1,0 +1,216 @@
+"""The book's tables: run aggregates (`results`) as strings, no index column, '-' where there is nothing.
+
+Numbers are joined to their ± and units by no-break spaces so that table cells wrap only between words.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from compressm.paper import paper_values, role, table_configs
+from compressm.records import REPO, runs_root
+from compressm.results import (NBSP, RECURRENCE_WORDS, TableView, book_runs, budget_label, config_label,
+                               hardware_label, relative_run_path, reproduce_command, result_runs, section_settings,
+                               setting_rows, variant_label)
+
+
+def mean_sd(mean: float, sd: float, n: int, digits: int = 1) -> str:
+    """'96.3 ± 0.2' (sample std), or '96.3 (1 seed)' where no std exists."""
+    if n < 2 or not np.isfinite(sd):
+        return f"{mean:.{digits}f} (1{NBSP}seed)"
+    return f"{mean:.{digits}f}{NBSP}±{NBSP}{sd:.{digits}f}"
+
+
+def _paper_number(value, std, digits: int | None = 1) -> str:
+    """A published number as the paper prints it (`digits` decimals, None for as written; one decimal for the
+    std), '-' where it reports none."""
+    if value is None:
+        return "-"
+    text = f"{value:g}" if digits is None else f"{value:.{digits}f}"
+    return f"{text}{NBSP}±{NBSP}{std:.1f}" if std is not None else text
+
+
+def duration(seconds: float) -> str:
+    """'42 s', '7.3 min' or '2.4 h'."""
+    if not np.isfinite(seconds):
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}{NBSP}s"
+    return f"{seconds / 60:.1f}{NBSP}min" if seconds < 7200 else f"{seconds / 3600:.1f}{NBSP}h"
+
+
+def accuracy_table(view: TableView, setting) -> pd.DataFrame:
+    """Accuracy and final state size of one setting's configs beside the paper's; a top-3 column only where a
+    config has more than three seeds."""
+    paper = paper_values()
+    rows = setting_rows(view, setting)
+    out = pd.DataFrame({
+        "configuration": rows.config.map(config_label), "seeds": rows.seeds,
+        "test accuracy %, mean ± sd": [mean_sd(r.acc_mean, r.acc_sd, r.n_seeds) for r in rows.itertuples()],
+        "top-3 mean %": [f"{r.acc_top3:.1f}" if r.n_seeds > 3 else "-" for r in rows.itertuples()],
+        "paper %": [_paper_number(paper[c]["accuracy"], paper[c]["accuracy_std"]) for c in rows.config],
+        "state size N": [mean_sd(r.size_mean, r.size_sd, r.n_seeds) for r in rows.itertuples()],
+        "paper N": [_paper_number(paper[c]["state_size"], paper[c]["state_size_std"], None) for c in rows.config],
+    })
+    return out if (rows.n_seeds > 3).any() else out.drop(columns="top-3 mean %")
+
+
+def timing_table(view: TableView, setting) -> pd.DataFrame:
+    """Mean training and wall-clock time per run of one setting's configs, and speedups over its full model."""
+    paper = paper_values()
+    rows = setting_rows(view, setting)
+    out = pd.DataFrame({
+        "configuration": rows.config.map(config_label), "seeds": rows.seeds,
+        "training time per run": rows.train_time_s.map(duration),
+        "wall-clock per run": rows.wall_time_s.map(duration),
+        "speedup over the full model": [f"{s:.2f}x" if np.isfinite(s) else "-" for s in rows.speedup],
+        "paper speedup (GPU)": [f"{paper[c]['speedup']:.2f}x" if paper[c]["speedup"] else "-" for c in rows.config],
+    })
+    reported = [paper[c]["speedup"] for c in table_configs(view.table) if role(c) != "baseline"]
+    return out if any(reported) else out.drop(columns="paper speedup (GPU)")
+
+
+def published_table(table: int) -> pd.DataFrame:
+    """The paper's values for a table's configs: accuracy, state size and speedup, '-' where it reports none."""
+    paper = paper_values()
+    names = table_configs(table)
+    return pd.DataFrame({
+        "configuration": [config_label(c) for c in names],
+        "paper accuracy %": [_paper_number(paper[c]["accuracy"], paper[c]["accuracy_std"]) for c in names],
+        "paper N": [_paper_number(paper[c]["state_size"], paper[c]["state_size_std"], None) for c in names],
+        "paper speedup (GPU)": [f"{paper[c]['speedup']:.2f}x" if paper[c]["speedup"] else "-" for c in names],
+    })
+
+
+def section_outputs(view: TableView, paper_budget: bool) -> list:
+    """What a results page shows for the settings at the paper's budget or at shorter budgets: per setting, its
+    label, the accuracy table and the timing table; or the command that makes the missing runs."""
+    from IPython.display import Markdown
+
+    settings = section_settings(view, paper_budget)
+    if settings.empty:
+        profile = "paper" if paper_budget else "cpu"
+        what = "at the paper's budget" if paper_budget else "at a shorter budget"
+        return [Markdown(f"No runs {what} yet. Make them with `{reproduce_command(view.table, profile)}`.")]
+    outputs = []
+    for _, setting in settings.iterrows():
+        outputs += [Markdown(f"**{setting.label}**. Accuracy and final state size:"),
+                    styled(accuracy_table(view, setting)),
+                    Markdown("Time per run (training: steps and recompilations; wall-clock: everything):"),
+                    styled(timing_table(view, setting))]
+    return outputs
+
+
+def provenance(view: TableView) -> pd.DataFrame:
+    """What the table is built from, per profile, variant and config: seeds shown, seeds not counted (failed,
+    unfinished), commits and hardware. Plumbing checks are left out."""
+    runs = view.runs[~view.runs.plumbing]
+    columns = ["profile", "variant", "configuration", "seeds shown", "not counted", "commits", "hardware"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (profile, variant, config), g in runs.groupby(["profile", "variant", "config"], sort=True):
+        rows.append([profile, variant_label(variant), config,
+                     " ".join(map(str, sorted(g[g.finished].seed))) or "-",
+                     ", ".join(f"{r.seed} ({r.status})" for r in g[~g.finished].itertuples()) or "-",
+                     " ".join(sorted({str(c)[:7] for c in g.commit.dropna()})),
+                     "; ".join(sorted(hardware_label(h) for h in set(g.hardware.dropna())))])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown (GFM) table, cells as given (so they may hold links or roles)."""
+    cell = lambda value: str(value).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(map(cell, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def styled(frame: pd.DataFrame, precision: int = 2):
+    """A table as the book shows it: numbers to `precision` digits, '-' for missing values, text escaped (so
+    '<profile>' stays visible), no index column."""
+    return frame.style.format(precision=precision, na_rep="-", escape="html").hide(axis="index")
+
+
+def run_card(run: pd.Series, metrics: dict) -> pd.DataFrame:
+    """One run in a two-column table: what it is, where it ran, what it reached and how long it took."""
+    summary = metrics["summary"]
+    rows = [("configuration", f"{config_label(run.config)} ({run.config})"), ("seed", run.seed),
+            ("budget", budget_label(run.profile, run.steps, run.config)),
+            ("hardware", f"{hardware_label(run.hardware)}, {RECURRENCE_WORDS.get(run.recurrence, run.recurrence)}"),
+            ("variant", variant_label(run.variant)),
+            ("test accuracy (model selected by validation)", f"{100 * summary['test_acc']:.2f} % at step "
+                                                             f"{summary['best_step']}"),
+            ("final state sizes", " ".join(map(str, summary["final_state_sizes"]))),
+            ("reductions", str(len(metrics["reductions"]))),
+            ("training time", duration(summary["train_time_s"])), ("wall-clock", duration(summary["wall_time_s"])),
+            ("library commit", str(run.commit)[:7]), ("record", relative_run_path(run.path))]
+    return pd.DataFrame(rows, columns=["", "value"])
+
+
+def reduction_table(metrics: dict) -> pd.DataFrame:
+    """A run's reductions: step, block, size before and after, the Hankel energy discarded and the error bound."""
+    events = pd.DataFrame(metrics["reductions"])
+    if events.empty:
+        return pd.DataFrame(columns=["step", "block", "size before", "size after", "energy discarded",
+                                     "error bound"])
+    return pd.DataFrame({"step": events.step, "block": events.block, "size before": events.old_size,
+                         "size after": events.new_size, "energy discarded": events.discarded_energy,
+                         "error bound": events.error_bound})
+
+
+def notebook_index(root: Path | str | None = None, link=None) -> pd.DataFrame:
+    """Every result run (finished, not a plumbing check) and its executed notebook: group (profile and variant),
+    configuration, seed, test accuracy, and `executed notebook`: `link(path relative to the repository)` for a
+    notebook inside the repository, else its path under the runs folder, or a note where the run has none."""
+    runs = result_runs(book_runs(root)).sort_values(["profile", "variant", "config", "seed"])
+    root = runs_root(root).resolve()
+    rows = []
+    for run in runs.itertuples():
+        notebook = Path(run.path).resolve() / "train.ipynb"
+        if not notebook.is_file():
+            shown = "none (made with the command line)"
+        elif link and notebook.is_relative_to(REPO):
+            shown = link(str(notebook.relative_to(REPO)))
+        else:
+            shown = str(Path("runs") / notebook.relative_to(root))
+        rows.append([f"{run.profile} profile · {variant_label(run.variant)}", run.config, run.seed,
+                     f"{100 * run.test_acc:.1f}", shown])
+    return pd.DataFrame(rows, columns=["group", "configuration", "seed", "test accuracy %", "executed notebook"])
+
+
+def notebook_markdown(root: Path | str | None = None, link=None) -> str:
+    """`notebook_index` as Markdown: a bold line per group, then its table."""
+    index = notebook_index(root, link)
+    if index.empty:
+        return "No runs yet."
+    return "\n\n".join(f"**{group}**\n\n{markdown_table(rows.drop(columns='group'))}"
+                         for group, rows in index.groupby("group", sort=False))
+
+
+def run_times(root: Path | str | None = None) -> pd.DataFrame:
+    """Measured time per run, per (profile, hardware, variant, config): mean wall-clock and training time, ms/step."""
+    runs = result_runs(book_runs(root))
+    columns = ["profile", "hardware", "variant", "config", "runs", "wall-clock per run", "training time per run",
+               "ms per step", "steps"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (profile, hardware, variant, config), g in runs.groupby(["profile", "hardware", "variant", "config"]):
+        rows.append([profile, hardware_label(hardware), variant_label(variant), config, len(g),
+                     duration(g.wall_time_s.mean()), duration(g.train_time_s.mean()),
+                     f"{1e3 * (g.train_time_s / g.steps).mean():.1f}", int(g.steps.max())])
+    return pd.DataFrame(rows, columns=columns)
+
+
+
+
+def total_time_note(profile: str, root: Path | str | None = None) -> str:
+    """'The 21 cpu-profile runs took 4.1 hours of run time together.' ('' without such runs)."""
+    runs = result_runs(book_runs(root))
+    runs = runs[runs.profile == profile]
+    if runs.empty:
+        return ""
+    return (f"The {len(runs)} `{profile}`-profile runs took {runs.wall_time_s.sum() / 3600:.1f} hours of run time"
+            " together.")
