@@ -5,9 +5,10 @@ our runs aggregated per method, the published numbers labelled by source, and a 
     paper = published()                  # the paper's side, each row with its source
     verdicts(ours)                       # per comparison: accuracy difference, 95 % interval, time ratio
 
-Accuracy is aggregated as in the paper (mean of the top three seeds, +- the standard deviation over all seeds);
-the verdicts use the mean over all seeds and Welch's 95 % interval for a difference of means, which needs two
-seeds on each side. Training time is `train_time_s` (steps and recompilations); a distillation run's time is its
+Accuracy over seeds is the book's (`stats.summarize`: the mean with the sample std, the paper's top-3 mean beside
+it); the verdicts use Welch's 95 % interval for a difference of means (`stats.welch_difference`), which needs two
+seeds on each side. Runs are those the other results pages count (`results.result_runs`: complete, in place, not
+a smoke check), of the packaged configs only (no @overrides variant). Training time is `train_time_s` (steps and recompilations); a distillation run's time is its
 pipeline's, its teacher's training plus its own, as the paper counts it. Speed is the full model's mean time
 (same profile and hardware) over a method's.
 """
@@ -17,11 +18,12 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 
-from compressm import records
+from compressm import records, stats
 from compressm.configs import get_config
 from compressm.paper import baseline_values, paper_table, paper_values
+from compressm.results import NBSP, bench_root, book_runs, result_runs
+from compressm.tables import mean_sd
 
 METHODS = {"compressm": "CompreSSM", "scratch": "from scratch", "distillation": "distillation",
            "regularisation": "Hankel regularisation"}
@@ -92,11 +94,11 @@ def _teacher_time(root, metrics: dict) -> tuple[float, str]:
 
 
 def run_table(root=None) -> pd.DataFrame:
-    """One row per counted run of the page's configs (`records.load_runs`): RUN_COLUMNS, accuracy in %, time_s the
-    pipeline's (teacher_time_s + train_time_s for distillation, else train_time_s)."""
+    """One row per result run (`results.result_runs`, packaged configs only) of the page's configs: RUN_COLUMNS,
+    accuracy in %, time_s the pipeline's (teacher_time_s + train_time_s for distillation, else train_time_s)."""
     root = records.runs_root(root)
-    runs = records.load_runs(root)
-    runs = runs[runs.counted & runs.config.isin(page_configs())]
+    runs = result_runs(book_runs(root))
+    runs = runs[runs.canonical & runs.config.isin(page_configs())]
     rows = []
     for run in runs.itertuples():
         is_full = run.config in FULL.values()
@@ -113,25 +115,24 @@ def run_table(root=None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS).astype({column: float for column in numeric} | {"size": "Int64"})
 
 
-AGG_COLUMNS = ["profile", "hardware", "dataset", "method", "size", "config", "n", "seeds", "acc_top3", "acc_std",
-               "acc_mean", "acc_sd", "size_mean", "time_s", "speed"]
+AGG_COLUMNS = ["profile", "hardware", "dataset", "method", "size", "config", "n", "seeds", "acc_mean", "acc_sd",
+               "acc_top3", "size_mean", "time_s", "speed"]
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (profile, hardware, config) of `run_table`'s rows: n, seeds, acc_top3 +- acc_std (the paper's:
-    top-3 mean, population std), acc_mean and acc_sd (all seeds, sample std), size_mean, time_s (mean pipeline
-    time) and speed (the same profile and hardware's full model's mean time / time_s)."""
+    """One row per (profile, hardware, config) of `run_table`'s rows: n, seeds, acc_mean +- acc_sd and acc_top3
+    (`stats.summarize`), size_mean, time_s (mean pipeline time) and speed (the same profile and hardware's full
+    model's mean time / time_s)."""
     rows = []
     for (profile, hardware, config), group in runs.groupby(["profile", "hardware", "config"], sort=False):
-        acc = group.test_acc.to_numpy()
+        summary = stats.summarize(group.test_acc)
         first = group.iloc[0]
         rows.append({"profile": profile, "hardware": hardware, "dataset": first.dataset, "method": first.method,
-                     "size": first["size"], "config": config, "n": len(group),
-                     "seeds": " ".join(map(str, sorted(group.seed))),
-                     "acc_top3": float(np.sort(acc)[::-1][:3].mean()), "acc_std": float(acc.std()),
-                     "acc_mean": float(acc.mean()), "acc_sd": float(acc.std(ddof=1)) if len(acc) > 1 else np.nan,
+                     "size": first["size"], "config": config, "n": summary.n,
+                     "seeds": " ".join(map(str, sorted(group.seed))), "acc_mean": summary.mean,
+                     "acc_sd": summary.sd, "acc_top3": summary.top3,
                      "size_mean": float(group.state_size.mean()), "time_s": float(group.time_s.mean())})
-    numeric = ["acc_top3", "acc_std", "acc_mean", "acc_sd", "size_mean", "time_s"]
+    numeric = ["acc_mean", "acc_sd", "acc_top3", "size_mean", "time_s"]
     agg = pd.DataFrame(rows, columns=AGG_COLUMNS[:-1]).astype({column: float for column in numeric} | {"size": "Int64"})
     full = agg[agg.method == "full"].set_index(["profile", "hardware", "dataset"]).time_s
     keys = pd.MultiIndex.from_frame(agg[["profile", "hardware", "dataset"]])
@@ -148,7 +149,7 @@ PUBLISHED_COLUMNS = ["source", "table", "dataset", "method", "size", "config", "
 def published() -> pd.DataFrame:
     """The paper's numbers for the page's comparisons, one row each with its source (`SOURCES`): CompreSSM and
     from-scratch rows of Tables 2 and 3 (paper_values.yaml), and the baselines' rows (its `baselines:` section;
-    the authors' per-seed accuracies aggregated as the paper does: top-3 mean, population std)."""
+    the authors' per-seed accuracies aggregated as the paper does, the top-3 mean, with the sample std)."""
     rows = []
     values = paper_values()
     for size in SIZES:
@@ -161,12 +162,11 @@ def published() -> pd.DataFrame:
                              "n": None, "accuracy": p["accuracy"], "accuracy_std": p["accuracy_std"],
                              "state_size": p["state_size"], "speed": p["speedup"]})
     for entry in baseline_values():
-        seeds = np.asarray(entry.get("seeds", []), dtype=float)
-        accuracy = float(np.sort(seeds)[::-1][:3].mean()) if seeds.size else entry["accuracy"]
+        seeds = stats.summarize(entry["seeds"]) if "seeds" in entry else None
         rows.append({"source": entry["source"], "table": entry.get("table"), "dataset": entry["dataset"],
                      "method": entry["method"], "size": entry["state_size"], "config": None,
-                     "n": int(seeds.size) or None, "accuracy": accuracy,
-                     "accuracy_std": float(seeds.std()) if seeds.size else None,
+                     "n": seeds.n if seeds else None, "accuracy": seeds.top3 if seeds else entry["accuracy"],
+                     "accuracy_std": seeds.sd if seeds else None,
                      "state_size": entry["state_size"], "speed": entry.get("speed")})
     return pd.DataFrame(rows, columns=PUBLISHED_COLUMNS).astype({"table": "Int64", "n": "Int64"})
 
@@ -185,7 +185,7 @@ def _paper_cell(rows: pd.DataFrame) -> str:
 
 
 def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """One row per data set, target size and method (and profile of ours): our accuracy (top-3 mean ± std over
+    """One row per data set, target size and method (and profile of ours): our accuracy (mean ± sample std over
     seeds), final size and speed relative to the full model, beside the paper's numbers with their sources."""
     rows = []
     for size in SIZES:
@@ -197,8 +197,8 @@ def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
                 rows.append({
                     "data": size.dataset, "N": size.size, "method": METHODS[method], "config": config,
                     "ours: profile": r.profile if r is not None else "-",
-                    "ours: accuracy %": "-" if r is None else (f"{r.acc_top3:.1f} ± {r.acc_std:.1f} ({r.n} seeds)"
-                                                               if r.n > 1 else f"{r.acc_top3:.1f} (1 seed)"),
+                    "ours: accuracy %": "-" if r is None else (f"{mean_sd(r.acc_mean, r.acc_sd, r.n)} ({r.n} seeds)"
+                                                               if r.n > 1 else mean_sd(r.acc_mean, r.acc_sd, r.n)),
                     "ours: final N": "-" if r is None else f"{r.size_mean:.1f}",
                     "ours: speed": "-" if r is None or not np.isfinite(r.speed) else f"{r.speed:.2f}x",
                     "paper (source)": _paper_cell(near)})
@@ -208,29 +208,14 @@ def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------------------
 # Verdicts
 # ----------------------------------------------------------------------------------------------------------
-def welch_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean(a) - mean(b), lower, upper): Welch's `level` interval for a difference of means; the bounds are NaN
-    unless both samples have two values or more."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return diff, float("nan"), float("nan")
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = float(np.sqrt(va + vb))
-    if se == 0:
-        return diff, diff, diff
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(scipy.stats.t.ppf(0.5 + level / 2, dof)) * se
-    return diff, diff - half, diff + half
-
-
-def verdict(diff: float, lower: float, upper: float, method: str, other: str) -> str:
-    """The accuracy verdict of `method` against `other` from a difference (points) and its interval."""
-    if np.isnan(lower):
-        return f"{diff:+.1f} points; one seed on a side, so no interval"
-    if lower > 0:
+def verdict(difference: stats.Difference, method: str, other: str) -> str:
+    """The accuracy verdict of `method` against `other` from mean(method) - mean(other) and its Welch interval
+    (`stats.welch_difference`): a side is ahead only where the interval excludes zero."""
+    if not difference.tested:
+        return "not tested (one seed on a side)"
+    if difference.low > 0:
         return f"{METHODS[method]} ahead"
-    if upper < 0:
+    if difference.high < 0:
         return f"{METHODS[other]} ahead"
     return "no difference resolved"
 
@@ -267,12 +252,13 @@ def verdicts(runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFr
             a, b = group[group.method == method], group[group.method == other]
             if a.empty or b.empty:
                 continue
-            diff, lower, upper = welch_interval(a.test_acc, b.test_acc)
+            d = stats.welch_difference(a.test_acc, b.test_acc)
             paper_diff, source = _paper_difference(paper, dataset, size, method, other)
             rows.append({"profile": profile, "hardware": hardware, "dataset": dataset, "size": size, "method": method,
-                         "against": other, "seeds": f"{len(a)} vs {len(b)}", "difference (points)": round(diff, 2),
-                         "95 % interval": "-" if np.isnan(lower) else f"{lower:+.1f} to {upper:+.1f}",
-                         "verdict": verdict(diff, lower, upper, method, other),
+                         "against": other, "seeds": f"{len(a)} vs {len(b)}",
+                         "difference (points)": round(d.estimate, 2),
+                         "95 % interval": f"{d.low:+.1f} to{NBSP}{d.high:+.1f}" if d.tested else "-",
+                         "verdict": verdict(d, method, other),
                          "time ratio": round(a.time_s.mean() / b.time_s.mean(), 2),
                          "paper difference": paper_diff, "paper source": source})
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
@@ -299,9 +285,9 @@ def ranking_text(table: pd.DataFrame) -> str:
 
 def missing_commands(profile: str = "cpu", seeds=(8, 42, 123), root=None) -> list[str]:
     """The commands that make the page's sMNIST runs of `profile` missing under the runs folder: teachers first."""
-    runs = records.load_runs(records.runs_root(root))
-    done = set(zip(runs[runs.counted & (runs.profile == profile)].config,
-                   runs[runs.counted & (runs.profile == profile)].seed))
+    runs = result_runs(book_runs(root))
+    runs = runs[runs.canonical & (runs.profile == profile)]
+    done = set(zip(runs.config, runs.seed))
     commands = []
     for names in (list(FULL.values())[:1],
                   [n for s in SIZES if s.dataset == "smnist" for m, n in s.configs.items() if m != "regularisation"],
@@ -354,8 +340,6 @@ def hsv_totals(path, rank: int, block: int = 0) -> pd.DataFrame:
 def regularisation_cost(root=None) -> pd.DataFrame:
     """The `regularised_step` benchmark records (`bench.bench_regularised_step`): per hardware and state size,
     the plain and the regularised step (ms), their ratio, and the penalty with its gradient alone (ms)."""
-    from compressm.results import bench_root
-
     rows = []
     for path in sorted(bench_root(root).glob("*/regularised_step__*.json")):
         r = json.loads(path.read_text())
