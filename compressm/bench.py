@@ -259,12 +259,13 @@ def bench_recompile(dataset: str, repeats: int) -> dict:
 REGULARISED_CONFIG = "smnist_hankel_n28"  # the regularisation baseline whose step `bench_regularised_step` times
 
 
-def bench_regularised_step(dataset: str, state_size: int, repeats: int) -> dict:
+def bench_regularised_step(dataset: str, state_size: int, repeats: int, width: int | None = None) -> dict:
     """The training step of the Hankel-regularised baseline (`REGULARISED_CONFIG`'s loss and lambda) beside the
     plain step, same model, batch and recurrence ('auto'), timed in one run: median_s is the regularised step,
-    plain_s the plain one, slowdown their ratio, penalty_s the penalty and its gradient alone (float64)."""
-    recurrence = choose_recurrence(jax.default_backend(), SHAPES[dataset][1])
-    model, (length, input_dim) = _model(dataset, state_size, recurrence)
+    plain_s the plain one, slowdown their ratio, penalty_s the penalty and its gradient alone (float64). `width`
+    H defaults to the paper's (a smaller one only to check that it runs)."""
+    recurrence = choose_recurrence(jax.default_backend(), width or SHAPES[dataset][1])
+    model, (length, input_dim) = _model(dataset, state_size, recurrence, width)
     x, y = _batch(length, input_dim)
     objective = objective_for(get_config(REGULARISED_CONFIG).objective)
     optimizer, key = make_optimizer(OptimConfig(), 1000), jax.random.PRNGKey(1)

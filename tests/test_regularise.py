@@ -111,3 +111,15 @@ def test_a_regularised_run_trains_with_the_penalty_then_truncates_to_the_target_
     assert metrics["summary"]["final_state_sizes"] == [4] and metrics["summary"]["best_step"] >= 4
     sums = [row["train_hsv_sum"] for row in metrics["history"]]
     assert len(sums) == 2 and all(np.isfinite(sums)) and sums[0] > sums[1] > 0  # 12 states, then 4
+
+
+def test_the_regularised_step_benchmark_runs_at_a_tiny_size():
+    """`bench regularised_step` at H = 4, N = 4 (the paper's L = 784, batch 50): both steps and the penalty are
+    timed and the record names the config's lambda; no speed is asserted."""
+    from compressm import bench
+    from compressm.configs import get_config
+
+    record = bench.bench_regularised_step("smnist", 4, repeats=1, width=4)
+    assert record["hsv_weight"] == get_config(bench.REGULARISED_CONFIG).objective.hsv_weight
+    assert record["state_size"] == 4 and record["width"] == 4
+    assert all(record[k] > 0 for k in ("median_s", "plain_s", "penalty_s", "slowdown"))
