@@ -316,7 +316,7 @@ def truncations(runs: pd.DataFrame) -> pd.DataFrame:
         events = metrics["reductions"]
         step = events[0]["step"] if events else None
         at = next((row for row in metrics["history"] if row["step"] == step), {})
-        rows.append({"profile": run.profile, "seed": run.seed, "hsv_weight": config.objective.hsv_weight,
+        rows.append({"profile": run.profile, "seed": run.seed, "hsv_weight": f"{config.objective.hsv_weight:g}",
                      "step": step, "discarded_energy": np.mean([e["discarded_energy"] for e in events] or [np.nan]),
                      "val_before": 100 * at.get("val_acc", np.nan),
                      "val_after": 100 * at.get("val_acc_after_reduction", np.nan),
