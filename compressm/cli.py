@@ -7,10 +7,14 @@ diverges prints one line, leaves a failed record and exits with status 1.
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
 
 from compressm.errors import CompressmError, TrainingDiverged
+
+
+_JOB_OPTIONS = ("partition", "gpus", "cpus", "mem_gb", "time_min", "array_parallelism", "sbatch")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,17 +62,51 @@ def _train(args) -> int:
     return 0
 
 
+def _job_options(args):
+    """JobOptions from the cluster options given (None: not given); a one-line error if they would go unused."""
+    from compressm.cluster import JobOptions
+
+    given = {name: getattr(args, name) for name in _JOB_OPTIONS if getattr(args, name) is not None}
+    if args.executor == "local":
+        unused = [*given, *(name for name in ("wait", "job_dir") if getattr(args, name))]
+        if unused:
+            names = [f"--{name.replace('_', '-')}" for name in unused]
+            raise CompressmError(f"{', '.join(names)}: options for jobs; add --executor slurm (or submitit-local)")
+        return None
+    if args.jobs is not None:
+        raise CompressmError("--jobs applies to --executor local; a scheduler runs jobs at once (--array-parallelism)")
+    if "sbatch" in given:
+        given["sbatch"] = tuple(given["sbatch"])
+    return JobOptions(**given)
+
+
+def _sbatch_option(text: str) -> tuple[str, str | bool]:
+    """'account=lab' -> ('account', 'lab'); 'exclusive' -> ('exclusive', True), a flag."""
+    key, sep, value = text.partition("=")
+    if not key or key.startswith("-") or (sep and not value):
+        raise argparse.ArgumentTypeError(f"--sbatch expects KEY=VALUE or KEY (e.g. account=lab), got {text!r}")
+    return key, value if sep else True
+
+
 def _reproduce(args) -> int:
-    from compressm.experiment import reproduce
+    from compressm.experiment import reproduce, reproduce_jobs
     from compressm.paper import SEEDS, table_configs, table_of
 
     if (args.table is None) == (not args.config):
         raise CompressmError("give either --table 2|3 or --config NAME [NAME ...]")
     configs = table_configs(args.table) if args.table else args.config
     seeds = args.seeds or SEEDS[args.table or table_of(configs[0])]
-    outcome = reproduce(configs, seeds, args.profile, root=args.runs, data_dir=args.data_dir, jobs=args.jobs,
-                        build=not args.no_book)
-    print(outcome.drop(columns="path").to_string(index=False))
+    options = _job_options(args)
+    if args.executor == "local":
+        outcome = reproduce(configs, seeds, args.profile, root=args.runs, data_dir=args.data_dir,
+                            jobs=1 if args.jobs is None else args.jobs, build=not args.no_book)
+    else:
+        outcome = reproduce_jobs(configs, seeds, args.profile, args.executor, options=options, root=args.runs,
+                                 data_dir=args.data_dir, job_dir=args.job_dir, wait=args.wait,
+                                 build=not args.no_book)
+    print(outcome.drop(columns=["path", "log"], errors="ignore").to_string(index=False))
+    if "log" in outcome and outcome.job.notna().any():
+        print(f"job logs: {Path(outcome.log.dropna().iloc[0]).parent}/<job>_0_log.out and _log.err")
     return 0 if (outcome.status != "failed").all() else 1
 
 
@@ -98,6 +136,9 @@ def _configs(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from compressm.cluster import EXECUTORS, JobOptions
+
+    defaults = JobOptions()
     p = _Parser(prog="python -m compressm", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -119,13 +160,33 @@ def parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_train)
 
     q = sub.add_parser("reproduce", help="run a paper table (or configs) through the training notebook (resuming"
-                       " unfinished runs), build the book")
+                       " unfinished runs), here or as cluster jobs; build the book")
     q.add_argument("--table", type=int, choices=(2, 3), default=None)
     q.add_argument("--config", nargs="+", default=None)
     q.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the paper's seeds")
-    q.add_argument("--jobs", type=int, default=1, help="runs at once, each single-threaded (default 1)")
     q.add_argument("--no-book", action="store_true", help="do not build the book afterwards")
     common(q)
+    q.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local (default): run the notebooks here; slurm: submit one job per run that is not"
+                   " complete, queued or running (a job array, requeued on preemption or timeout, resuming from"
+                   " its checkpoint) and return; the same command later reports each run's status, resubmits"
+                   " runs whose job ended unfinished, and builds the book once all are complete; submitit-local:"
+                   " the same jobs as processes on this machine")
+    q.add_argument("--jobs", type=int, default=None, help="local: runs at once, each single-threaded (default 1)")
+    jobs = q.add_argument_group("jobs (--executor slurm or submitit-local); defaults fit one sCIFAR run on a GPU")
+    jobs.add_argument("--partition", default=None, help="slurm partition (default: the cluster's default)")
+    jobs.add_argument("--gpus", type=int, default=None, help=f"GPUs per job (default {defaults.gpus})")
+    jobs.add_argument("--cpus", type=int, default=None, help=f"CPUs per job (default {defaults.cpus})")
+    jobs.add_argument("--mem-gb", type=int, default=None, help=f"memory per job in GB (default {defaults.mem_gb})")
+    jobs.add_argument("--time-min", type=int, default=None,
+                      help=f"time limit per job in minutes (default {defaults.time_min}); a run that outlives it"
+                      " is requeued and resumes")
+    jobs.add_argument("--array-parallelism", type=int, default=None,
+                      help=f"slurm: jobs of the array running at once (default {defaults.array_parallelism})")
+    jobs.add_argument("--sbatch", type=_sbatch_option, action="append", default=None, metavar="KEY=VALUE",
+                      help="another sbatch option, repeatable: --sbatch account=lab --sbatch constraint=h100")
+    jobs.add_argument("--job-dir", default=None, help="job pickles and logs (default: <runs>/jobs)")
+    jobs.add_argument("--wait", action="store_true", help="wait for the jobs to end (then build the book)")
     q.set_defaults(func=_reproduce)
 
     q = sub.add_parser("bench", help="measure step, streaming and reduction speed; write JSON records")

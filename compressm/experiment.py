@@ -2,6 +2,7 @@
 
     run_experiment("smnist_tau0.02", seed=42, profile="smoke")          # load data, train, write the record
     reproduce(table_configs(2), seeds=(8, 42, 123), profile="cpu")     # one executed notebook per run, then build
+    reproduce_jobs(table_configs(3), SEEDS[3], "paper", "slurm")       # the same notebooks as cluster jobs
 """
 
 import difflib
@@ -13,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
+import submitit
 from tqdm import tqdm
 
-from compressm import distill, records
+from compressm import cluster, distill, records
 from compressm.configs import check_seed, get_config
 from compressm.data import check_available, load_dataset, resolve_data_dir
 from compressm.errors import CompressmError, ConfigError
@@ -67,8 +69,8 @@ def check_parameters(namespace: dict, names_before: set) -> None:
             raise ConfigError(f"notebook parameter {name} = {namespace[name]!r} should be of type {kind.__name__}")
 
 
-def _execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Path, data_dir,
-                 root: Path) -> tuple[str, str]:
+def execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Path, data_dir,
+                root: Path) -> tuple[str, str]:
     """Execute the training notebook for one run into out_dir: ('complete', '') or ('failed', reason).
 
     A notebook that fails without writing its record (an exception before training, a dead kernel) gets a
@@ -139,13 +141,13 @@ def reproduce(configs, seeds, profile: str, *, root: Path | str | None = None, d
     unfinished = [f"{name} seed {seed}" for name, seed, _, before in plan if before in ("unfinished", "failed")]
     if unfinished:
         tqdm.write(f"resuming {len(unfinished)} unfinished run(s): {', '.join(unfinished)}")
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "compressm" / "jax"))
+    _cache_compilations()
     if jobs > 1:
         os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     outcomes = {(name, seed): ("skipped (complete)", "") for name, seed, _, before in plan if before == "complete"}
     todo = [run for run in plan if run[3] != "complete"]
     with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="runs", unit="run") as bar:
-        futures = {pool.submit(_execute_run, notebook, name, seed, profile, out_dir, data_dir, root): (name, seed)
+        futures = {pool.submit(execute_run, notebook, name, seed, profile, out_dir, data_dir, root): (name, seed)
                    for name, seed, out_dir, _ in todo}
         for future in as_completed(futures):
             outcomes[futures[future]] = future.result()
@@ -155,6 +157,87 @@ def reproduce(configs, seeds, profile: str, *, root: Path | str | None = None, d
         build_book(root)
     return pd.DataFrame([(name, seed, before, *outcomes[name, seed], str(path)) for name, seed, path, before in plan],
                         columns=["config", "seed", "before", "status", "reason", "path"])
+
+
+def _cache_compilations() -> None:
+    """Cache XLA compilations on disk across runs ($JAX_COMPILATION_CACHE_DIR, default ~/.cache/compressm/jax)."""
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "compressm" / "jax"))
+
+
+def _being_written(out_dir: Path) -> bool:
+    """Whether a live process holds run folder out_dir's writer lock (`records.locked`)."""
+    if not (out_dir / records.LOCK).is_file():
+        return False
+    try:
+        with records.locked(out_dir):
+            return False
+    except CompressmError:
+        return True
+
+
+def _run_status(out_dir: Path, state: str, scheduled: str | None) -> str:
+    """A run's status: complete (its record), queued or running (its last job's scheduler state, or a live
+    writer), else its record state (new, unfinished, failed)."""
+    if state == "complete":
+        return state
+    return scheduled or ("running" if _being_written(out_dir) else state)
+
+
+def _job_outcome(job) -> tuple[str, str]:
+    """(status, reason) of an ended job: `execute_run`'s, or ('failed', why) if the job ended without one."""
+    try:
+        return job.result()
+    except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as error:
+        return "failed", str(error).splitlines()[0]
+
+
+def reproduce_jobs(configs, seeds, profile: str, executor: cluster.Executor, *,
+                   options: cluster.JobOptions | None = None, root: Path | str | None = None,
+                   data_dir: Path | str | None = None, notebook: Path | str = TRAIN_NOTEBOOK,
+                   job_dir: Path | str | None = None, wait: bool = False, build: bool = True) -> pd.DataFrame:
+    """`reproduce` through a scheduler: one job per run (`cluster.submit`, a job array on slurm), each executing the
+    notebook into the run's folder as `reproduce` does; jobs are requeued on preemption or timeout and resume.
+
+    Runs that are complete, queued or running are left alone; the others (new, unfinished, failed) are submitted.
+    Without `wait` it returns once they are submitted, and the same call later reports each run's status (from
+    its record, its folder's lock and its last job's scheduler state) and resubmits only runs whose job ended
+    without a complete record. The book is built once every run is complete. Job pickles and logs go to
+    job_dir (default <runs>/jobs). Returns one row per run: config, seed, before (new, unfinished, failed,
+    queued, running, complete), status (submitted, queued, running, complete; with `wait`: complete or
+    failed), reason, job, log (the job's standard output), path.
+    """
+    root, notebook = records.runs_root(root).resolve(), Path(notebook).resolve()
+    data_dir = resolve_data_dir(data_dir).resolve()
+    job_dir = Path(job_dir or root / "jobs").resolve()
+    plan = _plan(list(dict.fromkeys(configs)), list(dict.fromkeys(seeds)), profile, root, data_dir)
+    submitter = cluster.make_executor(executor, job_dir, options or cluster.JobOptions())
+    _cache_compilations()
+    with records.locked(job_dir):  # one submitter at a time: jobs.json is read, then rewritten
+        ledger = cluster.load_jobs(job_dir)
+        scheduled = cluster.scheduler_states([ledger.get(str(out_dir)) if state != "complete" else None
+                                              for *_, out_dir, state in plan])
+        before = [_run_status(out_dir, state, s) for (*_, out_dir, state), s in zip(plan, scheduled)]
+        todo = [run for run, status in zip(plan, before) if status in ("new", "unfinished", "failed")]
+        jobs = cluster.submit(submitter, [(notebook, name, seed, profile, out_dir, data_dir, root)
+                                          for name, seed, out_dir, _ in todo])
+        ledger.update({str(out_dir): {"job": job.job_id, "executor": executor} for (*_, out_dir, _), job
+                       in zip(todo, jobs)})
+        cluster.save_jobs(job_dir, ledger)
+    if jobs:
+        tqdm.write(f"submitted {len(jobs)} job(s) to {executor}; their logs are in {job_dir}")
+    outcomes = {str(out_dir): _job_outcome(job) if wait else ("submitted", "")
+                for (*_, out_dir, _), job in zip(todo, jobs)}
+    rows = []
+    for (name, seed, out_dir, _), status in zip(plan, before):
+        job_id = ledger[str(out_dir)]["job"] if str(out_dir) in ledger else None
+        rows.append((name, seed, status, *outcomes.get(str(out_dir), (status, "")), job_id,
+                     job_id and str(cluster.log_path(job_dir, job_id)), str(out_dir)))
+    outcome = pd.DataFrame(rows, columns=["config", "seed", "before", "status", "reason", "job", "log", "path"])
+    if build and (outcome.status == "complete").all():
+        build_book(root)
+    elif build:
+        tqdm.write("the book is built when every run is complete: run the same command again to see their status")
+    return outcome
 
 
 def build_book(root: Path | str | None = None, output: Path | str | None = None) -> Path:

@@ -306,7 +306,7 @@ def load_compiles(root: Path | str | None = None) -> pd.DataFrame:
 def load_bench(root: Path | str | None = None) -> pd.DataFrame:
     """Every benchmark record under `bench_root(root)` as one row each, for the Speed page.
 
-    Columns: name, kind, dataset, recurrence, state_size, width, median_ms, compile_s, steps_per_s,
+    Columns: name, kind, dataset, recurrence, state_size, width, batch, median_ms, compile_s, steps_per_s,
     first_call_s, precision (reductions), hardware, commit, date.
     """
     rows = []
@@ -314,13 +314,13 @@ def load_bench(root: Path | str | None = None) -> pd.DataFrame:
         kind, dataset, *rest = r["name"].split("/")
         rows.append({"name": r["name"], "kind": kind, "dataset": dataset,
                      "recurrence": rest[0] if kind in ("train_step", "width_sweep") else None,
-                     "state_size": r["state_size"], "width": r.get("width"),
+                     "state_size": r["state_size"], "width": r.get("width"), "batch": r.get("batch"),
                      "median_ms": 1e3 * r["median_s"], "compile_s": r.get("compile_s"),
                      "steps_per_s": r.get("steps_per_s"), "first_call_s": r.get("first_call_s"),
                      "precision": r.get("precision"),
                      "hardware": r["environment"]["hardware"], "commit": r["environment"]["commit"][:7],
                      "date": r["date"]})
-    columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "median_ms", "compile_s",
+    columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "batch", "median_ms", "compile_s",
                "steps_per_s", "first_call_s", "precision", "hardware", "commit", "date"]
     return pd.DataFrame(rows, columns=columns)
 
