@@ -22,11 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compressm import compression, records
+from compressm import compression, records, regularise
 from compressm.configs import ModelConfig, OptimConfig, ReductionConfig, get_config
 from compressm.errors import CompressmError
 from compressm.lru import RECURRENCES, choose_recurrence
 from compressm.model import LRUClassifier, state_sizes_of, stream_logits
+from compressm.objectives import CROSS_ENTROPY, objective_for
 from compressm.paper import paper_table
 from compressm.results import bench_root
 from compressm.train import TrainState, accuracy, init_state, make_optimizer, train_step, variables_of
@@ -255,6 +256,32 @@ def bench_recompile(dataset: str, repeats: int) -> dict:
             "new_sizes": list(model.state_sizes), "blocks": blocks, "width": width, "batch": BATCH}
 
 
+REGULARISED_CONFIG = "smnist_hankel_n28"  # the regularisation baseline whose step `bench_regularised_step` times
+
+
+def bench_regularised_step(dataset: str, state_size: int, repeats: int, width: int | None = None) -> dict:
+    """The training step of the Hankel-regularised baseline (`REGULARISED_CONFIG`'s loss and lambda) beside the
+    plain step, same model, batch and recurrence ('auto'), timed in one run: median_s is the regularised step,
+    plain_s the plain one, slowdown their ratio, penalty_s the penalty and its gradient alone (float64). `width`
+    H defaults to the paper's (a smaller one only to check that it runs)."""
+    recurrence = choose_recurrence(jax.default_backend(), width or SHAPES[dataset][1])
+    model, (length, input_dim) = _model(dataset, state_size, recurrence, width)
+    x, y = _batch(length, input_dim)
+    objective = objective_for(get_config(REGULARISED_CONFIG).objective)
+    optimizer, key = make_optimizer(OptimConfig(), 1000), jax.random.PRNGKey(1)
+    state = init_state(model, optimizer, x, jax.random.PRNGKey(0))
+    steps = {name: train_step.lower(model, optimizer, state, x, y, key, loss).compile()
+             for name, loss in (("plain", CROSS_ENTROPY), ("regularised", objective))}
+    timed = {name: time_call(lambda s=step: jax.block_until_ready(s(state, x, y, key)), repeats=repeats)
+             for name, step in steps.items()}
+    penalty = jax.jit(jax.grad(regularise.hankel_penalty))
+    timed["penalty"] = time_call(lambda: jax.block_until_ready(penalty(state.params)), repeats=repeats)
+    return {**timed["regularised"], "plain_s": timed["plain"]["median_s"], "penalty_s": timed["penalty"]["median_s"],
+            "slowdown": timed["regularised"]["median_s"] / timed["plain"]["median_s"], "recurrence": recurrence,
+            "state_size": state_size, "hsv_weight": objective.weight, "batch": BATCH, "seq_len": length,
+            "width": model.config.width, "blocks": len(model.state_sizes)}
+
+
 def _benchmarks(backend: str, authors: Path | str | None = None):
     """(name, function) of every benchmark for this backend (sCIFAR training steps only on a GPU: several
     seconds per step on 2 CPU cores, dominated by dense matmuls); the authors' step only given their checkout."""
@@ -272,6 +299,8 @@ def _benchmarks(backend: str, authors: Path | str | None = None):
         yield f"reduction/{dataset}", lambda r, d=dataset: bench_reduction(d, r)
         yield f"reduction/{dataset}/float32", lambda r, d=dataset: bench_reduction(d, r, "float32")
         yield f"recompile/{dataset}", lambda r, d=dataset: bench_recompile(d, r)
+    for n in (256, 28):  # the regularised baseline: its training phase, and its fine-tune after the truncation
+        yield f"regularised_step/smnist/N{n}", lambda r, n=n: bench_regularised_step("smnist", n, r)
     for width in WIDTH_SWEEP[backend]:  # where each recurrence pays: the rule of lru.choose_recurrence
         for n in STATE_SWEEP[backend]:
             for recurrence in RECURRENCES:

@@ -73,17 +73,17 @@ def make_executor(executor: Executor, job_dir: Path | str, options: JobOptions) 
 
 
 class NotebookJob(submitit.helpers.Checkpointable):
-    """One run as a job: `experiment.execute_run(notebook, config, seed, profile, out_dir, data_dir)`.
+    """One run as a job: `experiment.execute_run(notebook, config, seed, profile, out_dir, data_dir, root)`.
 
     Checkpointable's `checkpoint` resubmits the same call: nothing to save here, the run's folder already
     holds its checkpoint, and the notebook resumes from it.
     """
 
     def __call__(self, notebook: Path | str, config: str, seed: int, profile: str, out_dir: Path | str,
-                 data_dir: Path | str) -> tuple[str, str]:
+                 data_dir: Path | str, root: Path | str) -> tuple[str, str]:
         from compressm.experiment import execute_run
 
-        return execute_run(Path(notebook), config, seed, profile, Path(out_dir), Path(data_dir))
+        return execute_run(Path(notebook), config, seed, profile, Path(out_dir), Path(data_dir), Path(root))
 
 
 def submit(executor: submitit.AutoExecutor, calls: list[tuple]) -> list[submitit.Job]:

@@ -58,6 +58,8 @@ def planned_rank(hsv: np.ndarray, n: int, config: ReductionConfig) -> int | None
     per_state = 2 if config.system == "real" else 1
     if config.mode == "tolerance":
         rank = reduction.rank_for_tau(hsv, config.tau)
+    elif config.mode == "rank":  # a fixed target size (the post-training truncation of a regularised run)
+        rank = per_state * min(config.rank, n)
     else:  # fixed, pragmatic
         rank = per_state * rank_for_fraction(n, config.fraction)
     return rank if passes_gate(reduction.lru_size(rank, config.system), n, config.gate) else None

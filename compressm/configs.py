@@ -23,9 +23,10 @@ from compressm.reduction import HsvSystem, Method, Precision, Selection
 # it (lru, reduction) there; each list once.
 RecurrenceChoice = Literal["auto", Recurrence]
 Schedule = Literal["constant", "warmup_cosine"]
-Mode = Literal["none", "tolerance", "fixed", "pragmatic"]
+Mode = Literal["none", "tolerance", "fixed", "pragmatic", "rank"]
 OptStatePolicy = Literal["slice", "reset"]
 NormRule = Literal["ema", "batch"]  # model.BatchNorm: the authors' equinox rule, or flax's batch statistics
+Loss = Literal["cross_entropy", "distillation", "hankel"]  # objectives.objective_for
 
 
 MAX_SEED = 2**32 - 1  # jax.random.PRNGKey takes 32 bits: larger seeds overflow, negative ones alias others
@@ -39,7 +40,7 @@ def check_seed(seed: int) -> int:
 
 
 _KEY_PREFIX = {"ModelConfig": "model.", "OptimConfig": "optim.", "ReductionConfig": "reduction.",
-               "DynamicsConfig": "dynamics.", "RunConfig": ""}
+               "DynamicsConfig": "dynamics.", "ObjectiveConfig": "objective.", "RunConfig": ""}
 
 
 def _check_fields(obj) -> None:
@@ -116,6 +117,7 @@ class ReductionConfig:
     mode: Mode = "none"
     tau: float = 0.0  # tolerance mode: fraction of Hankel energy (sum of HSVs) discarded
     fraction: float = 0.1  # fixed / pragmatic modes: fraction of states removed per attempt
+    rank: int = 0  # rank mode: every block is truncated to this many states (a post-training truncation)
     gate: float = 0.95  # reduce a block only if its new size < gate * its current size
     first_step: int = 0  # attempts at first_step, first_step + every_steps, ... <= last_step
     every_steps: int = 0
@@ -132,6 +134,7 @@ class ReductionConfig:
         _require(0.0 <= self.tau < 1.0, f"reduction.tau must be in [0, 1), got {self.tau}")
         _require(0.0 < self.fraction < 1.0, f"reduction.fraction must be in (0, 1), got {self.fraction}")
         _require(0.0 < self.gate <= 1.0, f"reduction.gate must be in (0, 1], got {self.gate}")
+        _require(self.mode != "rank" or self.rank >= 1, "reduction.mode = rank needs reduction.rank >= 1 states")
         if self.mode != "none":
             _require(self.first_step >= 1 and self.every_steps >= 1 and self.last_step >= self.first_step,
                      "reduction needs first_step >= 1, every_steps >= 1 and last_step >= first_step")
@@ -158,6 +161,31 @@ class DynamicsConfig:
 
 
 @dataclass(frozen=True)
+class ObjectiveConfig:
+    """The training loss (`objectives.objective_for`): the paper's cross-entropy; knowledge distillation from a
+    teacher run (the authors' `distillation_loss`, `distill.py`); or cross-entropy plus lambda times the sum of
+    the HSVs of every block (Hankel nuclear-norm regularisation, `regularise.py`)."""
+
+    loss: Loss = "cross_entropy"
+    teacher: str = ""  # distillation: the config whose complete run of the same profile and seed teaches
+    temperature: float = 2.0  # distillation: T, softening both distributions (the authors' 2)
+    alpha: float = 0.5  # distillation: weight of the teacher term; 1 - alpha on the labels (the authors' 0.5)
+    hsv_weight: float = 0.0  # hankel: lambda, the weight of the sum of HSVs of every block
+
+    def __post_init__(self):
+        _check_fields(self)
+        _require(self.temperature > 0, f"objective.temperature must be positive, got {self.temperature}")
+        _require(0.0 <= self.alpha <= 1.0, f"objective.alpha must be in [0, 1], got {self.alpha}")
+        _require(self.hsv_weight >= 0, f"objective.hsv_weight must be >= 0, got {self.hsv_weight}")
+        _require((self.loss == "distillation") == bool(self.teacher),
+                 "objective.teacher names the teacher config of a distillation run, and only of one"
+                 f" (loss {self.loss!r}, teacher {self.teacher!r})")
+        _require((self.loss == "hankel") == (self.hsv_weight > 0),
+                 "objective.hsv_weight > 0 is the weight of the hankel loss, and only of it"
+                 f" (loss {self.loss!r}, hsv_weight {self.hsv_weight})")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a training run except its seed and output folder."""
 
@@ -174,6 +202,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     reduction: ReductionConfig = field(default_factory=ReductionConfig)
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
     def __post_init__(self):
         _check_fields(self)
@@ -194,7 +223,8 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "reduction": ReductionConfig, "dynamics": DynamicsConfig}
+_SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "reduction": ReductionConfig, "dynamics": DynamicsConfig,
+             "objective": ObjectiveConfig}
 
 
 def _closest(word: str, options) -> str:
@@ -324,9 +354,11 @@ def apply_profile(config: RunConfig, profile: str) -> RunConfig:
     The rule: steps become the profile's, and the evaluation interval becomes steps / evaluations (the
     paper's count of evaluations, 40 for both tables, unless the profile sets its own). Every
     reduction-schedule step is multiplied by the same factor as the evaluation interval, rounded to whole
-    steps (at least 1), and the last attempt is clipped to the run. Attempts therefore stay at the same
-    evaluations: every evaluation for sMNIST, the first four for sCIFAR. With the paper's 40 evaluations
-    (cpu) the number and relative position of the attempts are kept; smoke's 4 evaluations keep at most 4.
+    steps (at least 1), and the first and last attempts are clipped to the run (so a late attempt, such as the
+    post-training truncation of `rank` mode, lands on the last step of a short run instead of after it).
+    Attempts therefore stay at the same evaluations: every evaluation for sMNIST, the first four for sCIFAR.
+    With the paper's 40 evaluations (cpu) the number and relative position of the attempts are kept; smoke's 4
+    evaluations keep at most 4.
     The warm-up is a fraction of the steps and scales by itself. Smoke also shrinks data and shapes.
     """
     if profile not in PROFILES:
@@ -345,7 +377,7 @@ def apply_profile(config: RunConfig, profile: str) -> RunConfig:
     factor = eval_every / config.eval_every
     scale = lambda s: max(1, round(s * factor))
     red = config.reduction
-    first, every = scale(red.first_step), scale(red.every_steps)
+    first, every = min(scale(red.first_step), steps), scale(red.every_steps)
     last = max(first, min(scale(red.last_step), steps))
     reduction = dataclasses.replace(red, first_step=first, every_steps=every, last_step=last)
     model = config.model

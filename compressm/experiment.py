@@ -17,7 +17,7 @@ import pandas as pd
 import submitit
 from tqdm import tqdm
 
-from compressm import cluster, records
+from compressm import cluster, distill, records
 from compressm.configs import check_seed, get_config
 from compressm.data import check_available, load_dataset, resolve_data_dir
 from compressm.errors import CompressmError, ConfigError
@@ -33,7 +33,8 @@ def run_experiment(config_name: str, seed: int, profile: str = "paper", *, out_d
     or config@overrides for a run with overrides).
 
     A complete record of this run is returned as it is, before any data is loaded; an unfinished one resumes;
-    a folder of another run is a one-line CompressmError (see `records.check_identity`).
+    a folder of another run is a one-line CompressmError (see `records.check_identity`). A distillation run
+    reads its teacher from the runs folder `root` (`distill.load_teacher`; a one-line error if it is missing).
     """
     config = get_config(config_name, profile, overrides)
     check_seed(seed)
@@ -41,9 +42,11 @@ def run_experiment(config_name: str, seed: int, profile: str = "paper", *, out_d
     records.check_identity(out_dir, config, seed)
     if records.is_complete(out_dir):
         return load_result(out_dir)
+    teacher = distill.load_teacher(config, seed, records.runs_root(root)) if config.objective.teacher else None
     dataset = load_dataset(config.dataset, data_dir, key=run_keys(seed)["split"], val_frac=config.val_frac,
                            limit=config.data_limit)
-    return train(config, seed, dataset, out_dir=out_dir, progress=progress, progress_interval_s=30.0)
+    return train(config, seed, dataset, out_dir=out_dir, teacher=teacher, progress=progress,
+                 progress_interval_s=30.0)
 
 
 def check_parameters(namespace: dict, names_before: set) -> None:
@@ -66,7 +69,8 @@ def check_parameters(namespace: dict, names_before: set) -> None:
             raise ConfigError(f"notebook parameter {name} = {namespace[name]!r} should be of type {kind.__name__}")
 
 
-def execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Path, data_dir) -> tuple[str, str]:
+def execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Path, data_dir,
+                root: Path) -> tuple[str, str]:
     """Execute the training notebook for one run into out_dir: ('complete', '') or ('failed', reason).
 
     A notebook that fails without writing its record (an exception before training, a dead kernel) gets a
@@ -75,7 +79,7 @@ def execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Pat
     import papermill as pm
 
     parameters = {"config": name, "seed": seed, "profile": profile, "out_dir": str(out_dir),
-                  "data_dir": str(data_dir)}
+                  "data_dir": str(data_dir), "runs": str(root)}
     try:  # fail fast, before papermill writes train.ipynb, if another process writes the folder
         with records.locked(out_dir):
             pass
@@ -98,7 +102,8 @@ def execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Pat
 
 def _plan(configs, seeds, profile: str, root: Path, data_dir: Path) -> list[tuple[str, int, Path, str]]:
     """(config, seed, folder, state before) of every run, after checking everything that would stop one:
-    seeds, configs, the data, and that no folder holds another run (CompressmError, before any run)."""
+    seeds, configs, the data, that no folder holds another run, and that every distillation run has its
+    complete teacher record (CompressmError, before any run)."""
     for seed in seeds:
         check_seed(seed)
     named = {name: get_config(name, profile) for name in configs}  # fail on a bad name or profile
@@ -109,6 +114,8 @@ def _plan(configs, seeds, profile: str, root: Path, data_dir: Path) -> list[tupl
         for seed in seeds:
             out_dir = records.run_dir(root, config, seed)
             records.check_identity(out_dir, config, seed)
+            if config.objective.teacher and records.record_state(out_dir) != "complete":
+                distill.check_teacher(config, seed, root)
             plan.append((name, seed, out_dir, records.record_state(out_dir)))
     return plan
 
@@ -140,7 +147,7 @@ def reproduce(configs, seeds, profile: str, *, root: Path | str | None = None, d
     outcomes = {(name, seed): ("skipped (complete)", "") for name, seed, _, before in plan if before == "complete"}
     todo = [run for run in plan if run[3] != "complete"]
     with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="runs", unit="run") as bar:
-        futures = {pool.submit(execute_run, notebook, name, seed, profile, out_dir, data_dir): (name, seed)
+        futures = {pool.submit(execute_run, notebook, name, seed, profile, out_dir, data_dir, root): (name, seed)
                    for name, seed, out_dir, _ in todo}
         for future in as_completed(futures):
             outcomes[futures[future]] = future.result()
@@ -211,7 +218,7 @@ def reproduce_jobs(configs, seeds, profile: str, executor: cluster.Executor, *,
                                               for *_, out_dir, state in plan])
         before = [_run_status(out_dir, state, s) for (*_, out_dir, state), s in zip(plan, scheduled)]
         todo = [run for run, status in zip(plan, before) if status in ("new", "unfinished", "failed")]
-        jobs = cluster.submit(submitter, [(notebook, name, seed, profile, out_dir, data_dir)
+        jobs = cluster.submit(submitter, [(notebook, name, seed, profile, out_dir, data_dir, root)
                                           for name, seed, out_dir, _ in todo])
         ledger.update({str(out_dir): {"job": job.job_id, "executor": executor} for (*_, out_dir, _), job
                        in zip(todo, jobs)})

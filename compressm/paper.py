@@ -70,18 +70,25 @@ def role(config: str) -> Role:
 
 
 @cache
+def _published() -> dict:
+    return yaml.safe_load(resources.files("compressm").joinpath("paper_values.yaml").read_text())
+
+
 def paper_values() -> dict[str, dict]:
     """Published numbers per config name: accuracy (%), accuracy_std, state_size, state_size_std, speedup."""
-    text = resources.files("compressm").joinpath("paper_values.yaml").read_text()
-    return yaml.safe_load(text)["configs"]
+    return _published()["configs"]
 
 
-@cache
+def baseline_values() -> list[dict]:
+    """The published numbers of the paper's baselines (distillation, Hankel regularisation), each labelled by its
+    source (see the `baselines:` section of paper_values.yaml)."""
+    return _published()["baselines"]
+
+
 def hsv_picture() -> dict:
     """The paper's HSV picture: init_low/high, trained_low/high (HSV ranges), growth_from/to_steps,
     energy_flat_after_steps."""
-    text = resources.files("compressm").joinpath("paper_values.yaml").read_text()
-    return yaml.safe_load(text)["hsv_picture"]
+    return _published()["hsv_picture"]
 
 
 def hsv_picture_text() -> str:

@@ -348,3 +348,39 @@ def energy_share(spectra: dict[str, dict], fraction: float = 0.5, block: int = 0
     _steps_axis(ax)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The paper's baselines (Baselines page)
+# ----------------------------------------------------------------------------------------------------------
+_METHOD_COLOUR = {"compressm": "C1", "scratch": "C2", "distillation": "C3", "regularisation": "C4", "full": "C0"}
+_SOURCE_MARKER = {"paper": "o", "authors_code": "s", "secondary": "^"}
+_PROFILE_MARKER = {"paper": "o", "cpu": "D"}  # ours, filled: the budget a point was trained at
+
+
+@_book_style
+def method_comparison(ours: pd.DataFrame, paper: pd.DataFrame, x: str, labels: dict, sources: dict) -> plt.Figure:
+    """Test accuracy against x = 'size' (final state size) or 'speed' (training speed relative to the full model),
+    one panel per data set: ours filled (mean +- sample std over seeds, per profile), the paper's hollow with a
+    marker per source. `ours` and `paper` are `baselines.aggregate` and `baselines.published`; labels and
+    sources name methods and sources."""
+    datasets = ["smnist", "scifar"]
+    fig, axes = _panel_grid(2, height=3.8)
+    ours_x, paper_x = {"size": ("size_mean", "state_size"), "speed": ("speed", "speed")}[x]
+    for dataset, ax in zip(datasets, axes):
+        for method, colour in _METHOD_COLOUR.items():
+            mine = ours[(ours.dataset == dataset) & (ours.method == method) & np.isfinite(ours[ours_x].astype(float))]
+            for profile, group in mine.groupby("profile"):
+                ax.errorbar(group[ours_x], group.acc_mean, yerr=group.acc_sd.fillna(0), color=colour, capsize=3,
+                            fmt=_PROFILE_MARKER.get(profile, "o"), label=f"{labels.get(method, method)}, ours ({profile})")
+            theirs = paper[(paper.dataset == dataset) & (paper.method == method) & paper[paper_x].notna()]
+            for source, group in theirs.groupby("source"):
+                ax.scatter(group[paper_x].astype(float), group.accuracy, marker=_SOURCE_MARKER[source],
+                           facecolors="none", edgecolors=colour, s=60,
+                           label=f"{labels.get(method, method)}, {sources[source]}")
+        ax.set(xscale="log", title={"smnist": "sMNIST", "scifar": "sCIFAR"}[dataset], ylabel="test accuracy (%)",
+               xlabel="final state size N (per-block mean)" if x == "size" else "speed vs the full model")
+        ax.xaxis.set_major_formatter("{x:g}")
+        ax.xaxis.set_minor_formatter(lambda v, _: f"{v:g}" if x == "speed" and v in (0.05, 0.2, 0.5, 2, 5) else "")
+    _legend_below(fig, axes)
+    return fig

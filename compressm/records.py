@@ -304,14 +304,16 @@ EMPTY_SUMMARY = {  # the summary of metrics.json, as a run that measured nothing
 
 def metrics_record(config: RunConfig, seed: int, *, status: str, failure: dict | None = None,
                    recurrence: str | None = None, summary: dict | None = None, history=(), reductions=(),
-                   rollbacks=(), resumes=()) -> dict:
+                   rollbacks=(), resumes=(), teacher: dict | None = None) -> dict:
     """The content of metrics.json (saving adds schema version and environment): the one place its layout is built.
 
-    `summary` has the keys of EMPTY_SUMMARY; `resumes` lists the steps from which the run was resumed.
+    `summary` has the keys of EMPTY_SUMMARY; `resumes` lists the steps from which the run was resumed; `teacher`
+    is a distillation run's teacher (`distill.identity_of`: config, profile, seed, parameter digest, commit).
     """
     return {"status": status, "failure": failure, "config": config.name, "profile": config.profile, "seed": seed,
             "recurrence": recurrence, "summary": {**EMPTY_SUMMARY, **(summary or {})}, "history": list(history),
-            "reductions": list(reductions), "rollbacks": list(rollbacks), "resumes": list(resumes)}
+            "reductions": list(reductions), "rollbacks": list(rollbacks), "resumes": list(resumes),
+            "teacher": teacher}
 
 
 def _write_npz(path: Path, arrays: dict) -> None:

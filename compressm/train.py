@@ -3,6 +3,9 @@
     state, metrics = train_step(model, optimizer, state, x, y, key)   # pure, jitted; model/optimizer static
     result = train(config, seed, dataset, out_dir=...)                 # the loop; writes the run record
 
+The loss is the config's objective (`objectives.objective_for`): the paper's cross-entropy by default; a
+distillation run also takes its teacher (`distill.load_teacher`), whose logits on each batch the step receives.
+
 The loop is a short walk over a `RunState`, the one object a checkpoint holds. At every evaluation it
 measures validation accuracy and snapshots the HSVs of every block (and, if the config asks, it observes the
 HSV dynamics between evaluations: `dynamics.observe`); at every scheduled attempt it
@@ -29,11 +32,12 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from compressm import compression, dynamics, lru, records, reduction
+from compressm import compression, distill, dynamics, lru, records, reduction
 from compressm.configs import OptimConfig, RunConfig, check_seed
 from compressm.data import Dataset
 from compressm.errors import CompressmError, TrainingDiverged
-from compressm.model import LRUClassifier, cross_entropy, state_sizes_of
+from compressm.model import LRUClassifier, state_sizes_of
+from compressm.objectives import CROSS_ENTROPY, objective_for
 
 SSM_PARAMS = lru.STATE_PARAMS  # lr * ssm_lr_factor, no weight decay
 
@@ -103,22 +107,25 @@ def init_state(model: LRUClassifier, optimizer, sample_x: jax.Array, key: jax.Ar
 # ----------------------------------------------------------------------------------------------------------
 # Step and evaluation
 # ----------------------------------------------------------------------------------------------------------
-@partial(jax.jit, static_argnames=("model", "optimizer"))
-def train_step(model, optimizer, state: TrainState, x, y, key):
-    """One AdamW step on a batch x (B, L, d), y (B,): returns (new state, {'loss', 'correct'})."""
+@partial(jax.jit, static_argnames=("model", "optimizer", "objective"))
+def train_step(model, optimizer, state: TrainState, x, y, key, objective=CROSS_ENTROPY, targets=None):
+    """One AdamW step on a batch x (B, L, d), y (B,) for the loss `objective` (`objectives.py`, static), given
+    its `targets` (the teacher's logits (B, K) of a distillation run, else None): returns (new state,
+    {'loss', 'correct', and the objective's own metrics})."""
 
     def loss_fn(params):
         logits, updates = model.apply(
             {"params": params, "batch_stats": state.batch_stats}, x, train=True,
             rngs={"dropout": key}, mutable=["batch_stats"],
         )
-        return cross_entropy(logits, y, model.num_classes), (logits, updates["batch_stats"])
+        loss, metrics = objective(logits, y, params, targets)
+        return loss, (logits, updates["batch_stats"], metrics)
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (logits, batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     correct = jnp.sum(jnp.argmax(logits, axis=-1) == y)
-    return TrainState(params, batch_stats, opt_state), {"loss": loss, "correct": correct}
+    return TrainState(params, batch_stats, opt_state), {"loss": loss, "correct": correct, **metrics}
 
 
 @partial(jax.jit, static_argnames=("model",))
@@ -193,6 +200,7 @@ class RunState:
     seconds: dict[str, float]
     resumes: list[int]
     dynamics: dict = dataclasses.field(default_factory=dict)  # the trace of `dynamics.observe` ({} if off)
+    teacher: dict | None = None  # a distillation run's teacher (`distill.identity_of`), checked on resume
 
 
 def _train_state_dict(state: TrainState) -> dict:
@@ -280,13 +288,15 @@ def _all_finite(tree) -> jax.Array:
 
 
 def _window_row(window: list, step: int, batch_size: int) -> dict:
-    """The history row of an evaluation at `step`: mean loss and running accuracy over the steps since the last
-    one (TrainingDiverged on a non-finite loss)."""
+    """The history row of an evaluation at `step`: mean loss, running accuracy and the mean of the objective's
+    own metrics (as train_<name>) over the steps since the last one (TrainingDiverged on a non-finite loss)."""
     losses = [m["loss"] for m in window]
     _check_finite(losses, step - len(window) + 1)
     correct = int(jnp.sum(jnp.stack([m["correct"] for m in window])))
+    extra = {f"train_{k}": float(jnp.mean(jnp.stack([m[k] for m in window]))) for k in window[0]
+             if k not in ("loss", "correct")}
     return {"step": step, "train_loss": float(jnp.mean(jnp.stack(losses))),
-            "train_acc": correct / (len(window) * batch_size)}
+            "train_acc": correct / (len(window) * batch_size), **extra}
 
 
 def _observe_dynamics(config: RunConfig, state: RunState, step: int) -> None:
@@ -374,32 +384,39 @@ def _check_splits(config: RunConfig, dataset: Dataset) -> None:
 
 
 def train(config: RunConfig, seed: int, dataset: Dataset, *, out_dir: Path | str | None = None,
-          progress: bool = True, progress_interval_s: float = 0.5) -> RunResult:
+          teacher: distill.Teacher | None = None, progress: bool = True,
+          progress_interval_s: float = 0.5) -> RunResult:
     """Train `config` with `seed` on `dataset`; returns the run's RunResult and writes it to out_dir if given.
 
     With out_dir the folder is claimed first (`records.claimed`: one writer, this run's identity only). A
     complete record there is returned untouched; a checkpoint there is resumed from. A non-finite loss or
-    parameters stop the run: the record is written with status 'failed' and TrainingDiverged raised.
+    parameters stop the run: the record is written with status 'failed' and TrainingDiverged raised. A
+    distillation run needs its `teacher` (`distill.load_teacher`); any other run takes none.
     """
     check_seed(seed)
     _check_splits(config, dataset)
+    distill.check_given(config, seed, teacher)
     if out_dir is None:
-        return _run(config, seed, dataset, None, progress, progress_interval_s)
+        return _run(config, seed, dataset, None, teacher, progress, progress_interval_s)
     with records.claimed(out_dir, config, seed) as folder:
         if records.is_complete(folder):
             return load_result(folder)
-        return _run(config, seed, dataset, folder, progress, progress_interval_s)
+        return _run(config, seed, dataset, folder, teacher, progress, progress_interval_s)
 
 
-def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, progress: bool,
-         progress_interval_s: float) -> RunResult:
+def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, teacher: distill.Teacher | None,
+         progress: bool, progress_interval_s: float) -> RunResult:
     """The loop: steps, and at each evaluation `_evaluate` then a checkpoint into `folder` (if any)."""
     keys = run_keys(seed)
     optimizer = make_optimizer(config.optim, config.steps)
     saved = records.load_checkpoint(folder) if folder else None
     state = state_from(saved, optimizer) if saved else initial_state(config, dataset, optimizer, keys["init"])
     if saved:
+        distill.check_resumed(saved.get("teacher"), teacher)
         state.resumes.append(state.step)
+    state.teacher = teacher.identity if teacher else None
+    objective = objective_for(config.objective)
+    targets_of = distill.teacher_logits_fn(teacher, dataset.input_dim, dataset.num_classes) if teacher else None
     model = _model_of(config, dataset, state)
     batches = batch_indices(len(dataset.train_x), config.batch_size, keys["batches"], state.step + 1)
     clock = time.perf_counter() - state.seconds["wall"]  # wall time goes on from the checkpoint's
@@ -411,8 +428,10 @@ def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, pr
             _observe_dynamics(config, state, step - 1)  # after the checkpoint of step - 1, as on a resume
             with _timed(state.seconds, "train"):
                 idx = next(batches)
-                state.train, metrics = train_step(model, optimizer, state.train, dataset.train_x[idx],
-                                                  dataset.train_y[idx], jax.random.fold_in(keys["dropout"], step))
+                x = dataset.train_x[idx]
+                state.train, metrics = train_step(model, optimizer, state.train, x, dataset.train_y[idx],
+                                                  jax.random.fold_in(keys["dropout"], step), objective,
+                                                  targets_of(x) if targets_of else None)
                 window.append(metrics)
                 if step % config.eval_every and step not in _attempts(config, state) and step != config.steps:
                     if step % 50 == 0:  # catch a NaN early, and move the bar
@@ -473,7 +492,7 @@ def _finish(config: RunConfig, seed: int, state: RunState, test: float, failure:
     metrics = records.metrics_record(
         config, seed, status="failed" if failure else "complete", failure=failure, recurrence=state.recurrence,
         summary=summary, history=state.history, reductions=state.reductions, rollbacks=state.rollbacks,
-        resumes=state.resumes)
+        resumes=state.resumes, teacher=state.teacher)
     result = RunResult(metrics, state.hsvs, variables_of(state.train), dynamics=dynamics.arrays(state.dynamics))
     if folder is not None:
         records.save_run(folder, result.metrics, result.hsvs, result.variables, result.dynamics)

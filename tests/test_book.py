@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.slow,
     needs_mnist,
 ]
-RESULT_PAGES = ["intro", "table2", "table3", "tradeoffs", "hsv_spectra", "one_run"]
+RESULT_PAGES = ["intro", "table2", "table3", "tradeoffs", "baselines", "hsv_spectra", "one_run"]
 RAW_MYST = re.compile(r"```|\{code-cell\}|\{literalinclude\}|\{(doc|ref|cite:[tp]|download|glue:text)\}`|^:::",
                       re.MULTILINE)
 MACHINE_PATH = re.compile(r"(?<![\w.])/(tmp|work|home|root|Users|private|var/folders)/|file:/")

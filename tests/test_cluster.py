@@ -88,7 +88,7 @@ def test_smoke_runs_as_local_jobs_complete_aggregate_and_a_preempted_one_resumes
         job = cluster.submitit.core.utils.DelayedSubmission.load(runs / "jobs" / f"{row.job}_submitted.pkl")
         assert isinstance(job.function, cluster.NotebookJob)
         assert job.args == (notebook.resolve(), "smnist_baseline", row.seed, "smoke", Path(row.path),
-                            fake_data.resolve())
+                            fake_data.resolve(), runs.resolve())  # the runs folder: where a student finds its teacher
     stalled, done = Path(first.path[0]), Path(first.path[1])
     _wait_for(lambda: (stalled / records.CHECKPOINT).is_file() and records.is_complete(done), 300, "the runs")
     middle = reproduce_jobs(["smnist_baseline"], (1, 2), **call)
@@ -151,7 +151,8 @@ def test_slurm_gets_one_job_array_with_the_options_and_a_later_call_reports_with
     for row in first.itertuples():  # the job function and arguments the local executors get
         job = cluster.submitit.core.utils.DelayedSubmission.load(runs / "jobs" / f"{row.job}_submitted.pkl")
         assert isinstance(job.function, cluster.NotebookJob)
-        assert job.args == (TRAIN_NOTEBOOK, row.config, 1, "smoke", Path(row.path), fake_data.resolve())
+        assert job.args == (TRAIN_NOTEBOOK, row.config, 1, "smoke", Path(row.path), fake_data.resolve(),
+                            runs.resolve())
 
     (fake_slurm / "sacct.txt").write_text("4242_0|PENDING|\n4242_1|RUNNING|node7\n")
     later = reproduce_jobs(configs, **call)

@@ -2,6 +2,7 @@
 schedules, profiles scale them by one rule, overrides work, and bad input is a one-line ConfigError."""
 
 import dataclasses
+import re
 
 import pytest
 import yaml
@@ -322,3 +323,60 @@ def test_scratch_sizes_are_the_rounded_sizes_the_tau_runs_reach():
                      "scifar_tau0.10": "scifar_scratch_n93", "scifar_tau0.15": "scifar_scratch_n57"}
     for tau, scratch in pairs.items():
         assert get_config(scratch).model.state_size == round(values[tau]["state_size"])
+
+
+# ---------------------------------------------------------------- the paper's baselines (issue 16)
+
+DISTILL = {"smnist_distill_n47": 47, "smnist_distill_n28": 28, "smnist_distill_n13": 13, "scifar_distill_n58": 58,
+           "scifar_distill_n93": 93, "scifar_distill_n126": 126, "scifar_distill_n160": 160}
+
+
+@pytest.mark.parametrize("name, size", sorted(DISTILL.items()))
+def test_distillation_configs_are_their_recipe_at_the_student_size_with_the_authors_loss(name, size):
+    c = get_config(name)
+    baseline = get_config(f"{c.dataset}_baseline")
+    assert c.objective.loss == "distillation" and c.objective.teacher == baseline.name
+    assert (c.objective.temperature, c.objective.alpha) == (2.0, 0.5)  # the authors' distillation_loss
+    assert dataclasses.replace(c, name=baseline.name, objective=baseline.objective,
+                               model=dataclasses.replace(c.model, state_size=256 if c.dataset == "smnist" else 384)) \
+        == baseline
+    assert c.model.state_size == size and c.reduction.mode == "none"
+
+
+def test_hankel_config_trains_regularised_then_truncates_to_28_with_a_fine_tune():
+    paper, cpu, smoke = (get_config("smnist_hankel_n28", p) for p in ("paper", "cpu", "smoke"))
+    assert paper.objective.loss == "hankel" and paper.objective.hsv_weight == 3e-3
+    assert paper.model.state_size == 256 and (paper.reduction.mode, paper.reduction.rank) == ("rank", 28)
+    assert paper.reduction.attempt_steps() == (190_000,)  # 10k fine-tune steps (5 %)
+    assert cpu.reduction.attempt_steps() == (9_500,)  # the same 5 % on the cpu budget
+    assert smoke.reduction.attempt_steps() == (smoke.steps,)  # clipped to a short run: it still truncates
+    base = get_config("smnist_baseline")
+    assert dataclasses.replace(paper, name=base.name, objective=base.objective, reduction=base.reduction) == base
+
+
+def test_profiles_clip_only_attempts_beyond_the_run():
+    for name in PAPER_CONFIGS:
+        if get_config(name).reduction.mode != "none":
+            for profile in ("cpu", "smoke") if name.startswith("smnist") else ("smoke",):
+                attempts = get_config(name, profile).reduction.attempt_steps()
+                assert attempts and max(attempts) <= get_config(name, profile).steps
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"objective.loss": "distillation"}, "objective.teacher names the teacher"),
+    ({"objective.teacher": "smnist_baseline"}, "objective.teacher names the teacher"),
+    ({"objective.loss": "hankel"}, "objective.hsv_weight > 0 is the weight of the hankel loss"),
+    ({"objective.hsv_weight": 0.1}, "objective.hsv_weight > 0 is the weight of the hankel loss"),
+    ({"objective.temperature": 0.0}, "objective.temperature must be positive"),
+    ({"objective.alpha": 1.5}, r"objective.alpha must be in \[0, 1\]"),
+    ({"objective.loss": "kl"}, "objective.loss = 'kl' is not one of"),
+    ({"reduction.mode": "rank"}, "reduction.mode = rank needs reduction.rank >= 1"),
+])
+def test_bad_objective_and_rank_values_are_one_line_config_errors(overrides, fragment):
+    assert re.search(fragment, _config_error("smnist_scratch_n28", "paper", overrides))
+
+
+def test_older_records_without_an_objective_load_as_cross_entropy():
+    values = get_config("smnist_tau0.02").to_dict()
+    del values["objective"]
+    assert from_dict(values) == get_config("smnist_tau0.02")

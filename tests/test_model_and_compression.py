@@ -172,3 +172,11 @@ def test_gate_blocks_small_reductions():
     assert compression.planned_rank(hsv, 100, dataclasses.replace(config, tau=0.2)) == 80
     assert compression.planned_rank(hsv, 100, dataclasses.replace(config, mode="fixed")) == 90
 
+
+
+def test_rank_mode_truncates_to_the_target_unless_the_block_is_no_larger():
+    config = reduction_config(mode="rank", rank=28)
+    hsv = np.linspace(1, 0.1, 256)
+    assert compression.planned_rank(hsv, 256, config) == 28
+    assert compression.planned_rank(hsv[:28], 28, config) is None  # already at the target: the gate says no
+    assert compression.planned_rank(np.r_[hsv, hsv], 256, dataclasses.replace(config, system="real")) == 56
