@@ -335,7 +335,10 @@ def run_benchmarks(only=None, out_dir=None, repeats: int = 5, authors: Path | st
     for name, bench in _benchmarks(env["backend"], authors):
         if not selected(name):
             continue
-        record = {"name": name, **bench(repeats), "repeats": repeats, "environment": env,
+        other, start = records.OtherLoad(), time.perf_counter()
+        measured = bench(repeats)
+        record = {"name": name, **measured, "repeats": repeats, "environment": env,
+                  "other_cores": other.seconds() / (time.perf_counter() - start),  # what else ran, in cores
                   "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
         (out_dir / (name.replace("/", "__") + ".json")).write_text(json.dumps(record, indent=1))
         print(f"{name:40s} median {record['median_s'] * 1e3:10.2f} ms", flush=True)

@@ -359,7 +359,9 @@ def apply_profile(config: RunConfig, profile: str) -> RunConfig:
     Attempts therefore stay at the same evaluations: every evaluation for sMNIST, the first four for sCIFAR.
     With the paper's 40 evaluations (cpu) the number and relative position of the attempts are kept; smoke's 4
     evaluations keep at most 4.
-    The warm-up is a fraction of the steps and scales by itself. Smoke also shrinks data and shapes.
+    The warm-up is a fraction of the steps and scales by itself. HSV dynamics keep their resolution in steps
+    (`dynamics.every_steps`), made at most one evaluation interval so that a short run still records a trace.
+    Smoke also shrinks data and shapes.
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}{_closest(profile, PROFILES)}")
@@ -380,6 +382,8 @@ def apply_profile(config: RunConfig, profile: str) -> RunConfig:
     first, every = min(scale(red.first_step), steps), scale(red.every_steps)
     last = max(first, min(scale(red.last_step), steps))
     reduction = dataclasses.replace(red, first_step=first, every_steps=every, last_step=last)
+    dyn = config.dynamics
+    dynamics = dataclasses.replace(dyn, every_steps=min(dyn.every_steps, eval_every)) if dyn.every_steps else dyn
     model = config.model
     if spec.max_width or spec.max_blocks:
         model = dataclasses.replace(
@@ -388,7 +392,8 @@ def apply_profile(config: RunConfig, profile: str) -> RunConfig:
             num_blocks=min(model.num_blocks, spec.max_blocks or model.num_blocks),
         )
     return dataclasses.replace(
-        config, profile=profile, steps=steps, eval_every=eval_every, reduction=reduction, model=model,
+        config, profile=profile, steps=steps, eval_every=eval_every, reduction=reduction, dynamics=dynamics,
+        model=model,
         data_limit=spec.data_limit or config.data_limit,
     )
 

@@ -22,6 +22,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -275,6 +276,31 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(busy CPU seconds of the whole machine since boot, CPU seconds of this process, threads and finished
+    child processes included), or None where /proc/stat is missing (not Linux)."""
+    try:
+        user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split()[1:8])
+    except (OSError, ValueError):
+        return None
+    own = os.times()
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK"), sum(own[:4])
+
+
+class OtherLoad:
+    """What else ran: `seconds()` is the CPU time that other processes used since this object was made (a
+    papermill driver waiting on its kernel counts, at next to nothing); NaN where it cannot be measured."""
+
+    def __init__(self):
+        self._start = _cpu_seconds()
+
+    def seconds(self) -> float:
+        end = _cpu_seconds()
+        if self._start is None or end is None:
+            return math.nan
+        return max(0.0, (end[0] - self._start[0]) - (end[1] - self._start[1]))
+
+
 def environment() -> dict:
     """Hardware, package versions and library commit, for a record."""
     import flax
@@ -427,7 +453,7 @@ def load_variables(path: Path | str) -> dict:
 
 RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "counted", "in_place", "test_acc",
                 "best_val_acc", "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s",
-                "reduction_time_s", "recurrence", "hardware", "commit", "path"]
+                "reduction_time_s", "other_cpu_s", "resumes", "recurrence", "hardware", "commit", "path"]
 
 
 def _run_row(folder: Path) -> dict | None:
@@ -449,6 +475,8 @@ def _run_row(folder: Path) -> dict | None:
             "in_place": identity is not None and folder == run_dir(folder.parents[2], *identity),
             **{k: summary[k] for k in ("test_acc", "best_val_acc", "mean_state_size", "final_state_sizes",
                                        "train_time_s", "wall_time_s", "eval_time_s", "reduction_time_s")},
+            "other_cpu_s": summary.get("other_cpu_s", math.nan),  # `OtherLoad`; records before it: not measured
+            "resumes": metrics.get("resumes") if metrics else [],  # None: a record from before they were kept
             "steps": summary["steps_done"], "recurrence": metrics["recurrence"] if metrics else None,
             "hardware": environment["hardware"], "commit": environment["commit"], "path": str(folder)}
 

@@ -88,12 +88,13 @@ def variant_label(variant: str) -> str:
     return "; ".join(_OPTION_WORDS.get((key, value), f"{key} = {value}") for key, _, value in parts)
 
 
-def budget_label(profile: str, steps: int, config_name: str) -> str:
-    """'200k steps (the paper's budget)' or '10k of the paper's 200k steps (5 %, cpu profile)'."""
+def budget_label(profile: str, steps: int, config_name: str, whose: str = "the paper's") -> str:
+    """'200k steps (the paper's budget)' or '10k of the paper's 200k steps (5 %, cpu profile)'; `whose` names
+    where the config's paper-profile steps come from when they are not a whole training (e.g. "Fig. 2's")."""
     paper_steps = get_config(config_name).steps
     if profile == "paper" and steps == paper_steps:
-        return f"{paper_steps / 1000:g}k steps (the paper's budget)"
-    return (f"{steps / 1000:g}k of the paper's {paper_steps / 1000:g}k steps ({100 * steps / paper_steps:.0f} %,"
+        return f"{paper_steps / 1000:g}k steps ({whose} budget)"
+    return (f"{steps / 1000:g}k of {whose} {paper_steps / 1000:g}k steps ({100 * steps / paper_steps:.0f} %,"
             f" {profile} profile)")
 
 
@@ -131,9 +132,16 @@ def aggregate(runs: pd.DataFrame, table: int) -> pd.DataFrame:
     return aggregate_configs(runs, table_configs(table), paper_table(table).baseline)
 
 
+def other_cores(runs: pd.DataFrame) -> float:
+    """The most CPU cores other processes took, on average over one run, among `runs` (load_runs rows); NaN if
+    a run did not measure it (records made before `records.OtherLoad`)."""
+    return float((runs.other_cpu_s.astype(float) / runs.wall_time_s).max(skipna=False))
+
+
 def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) -> pd.DataFrame:
     """One row per setting and config of finished runs: seeds, per-seed accuracies (%) and state sizes and their
-    summaries (`stats.summarize`), mean training and wall-clock time per run, and `speedup` (the same setting's
+    summaries (`stats.summarize`), mean training and wall-clock time per run and what else ran (`other_cores`),
+    and `speedup` (the same setting's
     `baseline` training time over this config's; nan where the setting has no baseline run or none is given).
     Rows in the order of `configs`."""
     rows = []
@@ -144,12 +152,12 @@ def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) 
             "acc_mean": acc.mean, "acc_sd": acc.sd, "acc_top3": acc.top3, "size_values": list(group.mean_state_size),
             "size_mean": size.mean, "size_sd": size.sd,
             "train_time_s": float(group.train_time_s.mean()), "wall_time_s": float(group.wall_time_s.mean()),
-            "steps": int(group.steps.max()), "canonical": bool(group.canonical.all()),
+            "other_cores": other_cores(group), "steps": int(group.steps.max()), "canonical": bool(group.canonical.all()),
             "commits": " ".join(sorted({str(c)[:7] for c in group.commit})),
         })
     agg = pd.DataFrame(rows, columns=SETTING + ["config", "n_seeds", "seeds", "acc_values", "acc_mean", "acc_sd",
                                                 "acc_top3", "size_values", "size_mean", "size_sd", "train_time_s",
-                                                "wall_time_s", "steps", "canonical", "commits"])
+                                                "wall_time_s", "other_cores", "steps", "canonical", "commits"])
     base = agg[agg.config == baseline].set_index(SETTING).train_time_s
     ratio = base.reindex(pd.MultiIndex.from_frame(agg[SETTING])).to_numpy(dtype=float) / agg.train_time_s.to_numpy()
     order = {name: i for i, name in enumerate(configs)}
@@ -323,7 +331,8 @@ def load_bench(root: Path | str | None = None) -> pd.DataFrame:
     """Every benchmark record under `bench_root(root)` as one row each, for the Speed page.
 
     Columns: name, kind, dataset, recurrence, state_size, width, batch, median_ms, compile_s, steps_per_s,
-    first_call_s, precision (reductions), hardware, commit, date.
+    first_call_s, precision (reductions), other_cores (the mean CPU cores other processes took meanwhile, NaN in
+    records made before it was measured), hardware, commit, date.
     """
     rows = []
     for r in _bench_records(root):
@@ -333,11 +342,11 @@ def load_bench(root: Path | str | None = None) -> pd.DataFrame:
                      "state_size": r["state_size"], "width": r.get("width"), "batch": r.get("batch"),
                      "median_ms": 1e3 * r["median_s"], "compile_s": r.get("compile_s"),
                      "steps_per_s": r.get("steps_per_s"), "first_call_s": r.get("first_call_s"),
-                     "precision": r.get("precision"),
+                     "precision": r.get("precision"), "other_cores": r.get("other_cores", float("nan")),
                      "hardware": r["environment"]["hardware"], "commit": r["environment"]["commit"][:7],
                      "date": r["date"]})
     columns = ["name", "kind", "dataset", "recurrence", "state_size", "width", "batch", "median_ms", "compile_s",
-               "steps_per_s", "first_call_s", "precision", "hardware", "commit", "date"]
+               "steps_per_s", "first_call_s", "precision", "other_cores", "hardware", "commit", "date"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -11,8 +11,8 @@ import pandas as pd
 from compressm.paper import paper_values, role, table_configs
 from compressm.records import REPO, runs_root
 from compressm.results import (NBSP, RECURRENCE_WORDS, TableView, book_runs, budget_label, config_label,
-                               hardware_label, relative_run_path, reproduce_command, result_runs, section_settings,
-                               setting_rows, variant_label)
+                               hardware_label, other_cores, relative_run_path, reproduce_command, result_runs,
+                               section_settings, setting_rows, variant_label)
 
 
 def mean_sd(mean: float, sd: float, n: int, digits: int = 1) -> str:
@@ -57,13 +57,15 @@ def accuracy_table(view: TableView, setting) -> pd.DataFrame:
 
 
 def timing_table(view: TableView, setting) -> pd.DataFrame:
-    """Mean training and wall-clock time per run of one setting's configs, and speedups over its full model."""
+    """Mean training and wall-clock time per run of one setting's configs, the most CPU other processes took
+    meanwhile (cores, mean over a run), and speedups over its full model."""
     paper = paper_values()
     rows = setting_rows(view, setting)
     out = pd.DataFrame({
         "configuration": rows.config.map(config_label), "seeds": rows.seeds,
         "training time per run": rows.train_time_s.map(duration),
         "wall-clock per run": rows.wall_time_s.map(duration),
+        "other processes (cores)": rows.other_cores.map(cores_label),
         "speedup over the full model": [f"{s:.2f}x" if np.isfinite(s) else "-" for s in rows.speedup],
         "paper speedup (GPU)": [f"{paper[c]['speedup']:.2f}x" if paper[c]["speedup"] else "-" for c in rows.config],
     })
@@ -189,21 +191,52 @@ def notebook_markdown(root: Path | str | None = None, link=None) -> str:
                          for group, rows in index.groupby("group", sort=False))
 
 
+def cores_label(cores: float) -> str:
+    """'0.03' (CPU cores that other processes took, on average, while something was timed) or 'not recorded'."""
+    return "not recorded" if pd.isna(cores) else f"{cores:.2f}"
+
+
+def bench_provenance(records: pd.DataFrame) -> pd.DataFrame:
+    """Benchmark records (`results.load_bench`) per hardware, commit and date: how many, and the most that other
+    processes took while one of them ran."""
+    rows = [[hardware_label(hardware), commit, date, len(g), cores_label(g.other_cores.max(skipna=False))]
+            for (hardware, commit, date), g in records.groupby(["hardware", "commit", "date"])]
+    return pd.DataFrame(rows, columns=["hardware", "commit", "date", "measurements", "other processes (cores, at most)"])
+
+
 def run_times(root: Path | str | None = None) -> pd.DataFrame:
-    """Measured time per run, per (profile, hardware, variant, config): mean wall-clock and training time, ms/step."""
+    """Measured time per run, per (profile, hardware, variant, config): mean wall-clock and training time, ms/step,
+    and the most CPU cores other processes took meanwhile (`results.other_cores`)."""
     runs = result_runs(book_runs(root))
     columns = ["profile", "hardware", "variant", "config", "runs", "wall-clock per run", "training time per run",
-               "ms per step", "steps"]
+               "ms per step", "steps", "other processes (cores)"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     rows = []
     for (profile, hardware, variant, config), g in runs.groupby(["profile", "hardware", "variant", "config"]):
         rows.append([profile, hardware_label(hardware), variant_label(variant), config, len(g),
                      duration(g.wall_time_s.mean()), duration(g.train_time_s.mean()),
-                     f"{1e3 * (g.train_time_s / g.steps).mean():.1f}", int(g.steps.max())])
+                     f"{1e3 * (g.train_time_s / g.steps).mean():.1f}", int(g.steps.max()),
+                     cores_label(other_cores(g))])
     return pd.DataFrame(rows, columns=columns)
 
 
+
+
+def run_phases(profile: str = "paper", root: Path | str | None = None) -> pd.DataFrame:
+    """Wall-clock time per phase of each finished run of a profile: training (steps and recompilations),
+    evaluation (validation, checkpoints, test), reductions, the rest, in all; what else ran (`cores_label`) and
+    the steps a run was resumed from."""
+    runs = result_runs(book_runs(root))
+    runs = runs[runs.profile == profile].sort_values(["config", "seed"]).reset_index(drop=True)
+    rest = runs.wall_time_s - runs.train_time_s - runs.eval_time_s - runs.reduction_time_s
+    return pd.DataFrame({
+        "run": [relative_run_path(p, root) for p in runs.path], "hardware": runs.hardware.map(hardware_label),
+        "training": runs.train_time_s.map(duration), "evaluation": runs.eval_time_s.map(duration),
+        "reductions": runs.reduction_time_s.map(duration), "rest": rest.map(duration),
+        "wall-clock": runs.wall_time_s.map(duration),
+        "other processes (cores)": [cores_label(other_cores(runs.loc[[i]])) for i in runs.index],
+        "resumed at step": ["not recorded" if r is None else ", ".join(map(str, r)) or "-" for r in runs.resumes]})
 
 
 def total_time_note(profile: str, root: Path | str | None = None) -> str:

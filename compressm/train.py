@@ -185,7 +185,8 @@ class Rollback(NamedTuple):
 @dataclass
 class RunState:
     """A run between two steps. `step` is the last step done; `seconds` holds wall-clock seconds per phase
-    (train, eval, reduction) and in all (wall), summed over the segments of a resumed run; `resumes` lists
+    (train, eval, reduction) and in all (wall), and the CPU seconds other processes took meanwhile
+    (other_cpu, `records.OtherLoad`), summed over the segments of a resumed run; `resumes` lists
     the steps a resumed run started from. Everything else (model, data order, PRNG keys) follows from it."""
 
     step: int
@@ -237,7 +238,8 @@ def initial_state(config: RunConfig, dataset: Dataset, optimizer, key: jax.Array
     return RunState(step=0, recurrence=recurrence, train=train_state, best=Selected(-math.inf, 0, None),
                     rollback=None, history=[], reductions=[], rollbacks=[],
                     hsvs=compression.snapshot_hsv(train_state.params, 0, config.reduction),
-                    seconds={"train": 0.0, "eval": 0.0, "reduction": 0.0, "wall": 0.0}, resumes=[])
+                    seconds={"train": 0.0, "eval": 0.0, "reduction": 0.0, "wall": 0.0, "other_cpu": 0.0},
+                    resumes=[])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -420,6 +422,7 @@ def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, te
     model = _model_of(config, dataset, state)
     batches = batch_indices(len(dataset.train_x), config.batch_size, keys["batches"], state.step + 1)
     clock = time.perf_counter() - state.seconds["wall"]  # wall time goes on from the checkpoint's
+    other, other_before = records.OtherLoad(), state.seconds.get("other_cpu", math.nan)  # NaN: not measured before
     window, failure = [], None
     bar = tqdm(total=config.steps, initial=state.step, disable=not progress, mininterval=progress_interval_s,
                desc=f"{config.name} seed {seed}", unit="step")
@@ -445,6 +448,7 @@ def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, te
                               jax.random.fold_in(keys["reduction"], step))
             state.step = step
             state.seconds["wall"] = row["elapsed_s"] = time.perf_counter() - clock
+            state.seconds["other_cpu"] = other_before + other.seconds()
             if folder:
                 with _timed(state.seconds, "eval"):
                     records.save_checkpoint(folder, state_dict(state))
@@ -461,6 +465,7 @@ def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, te
     with _timed(state.seconds, "eval"):
         test = _test_accuracy(config, dataset, state)
     state.seconds["wall"] = time.perf_counter() - clock
+    state.seconds["other_cpu"] = other_before + other.seconds()
     return _finish(config, seed, state, test, failure, folder)
 
 
@@ -487,6 +492,7 @@ def _finish(config: RunConfig, seed: int, state: RunState, test: float, failure:
         "final_state_sizes": list(sizes),
         "mean_state_size": float(np.mean(sizes)),
         **{f"{phase}_time_s": state.seconds[phase] for phase in ("train", "eval", "reduction", "wall")},
+        "other_cpu_s": state.seconds["other_cpu"],
         "steps_done": state.history[-1]["step"] if state.history else 0,
     }
     metrics = records.metrics_record(

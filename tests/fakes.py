@@ -65,11 +65,12 @@ def write_fake_mnist(root: Path, n_train: int = 50, n_test: int = 20, seed: int 
 def write_fake_run(root: Path, config: str, profile: str, seed: int, *, test_acc: float = 0.9,
                    state_size: float | None = None, train_time_s: float = 100.0, status: str = "complete",
                    norm: str | None = "packaged", hardware: str = "cpu: 2-core CPU", recurrence: str = "conv",
-                   steps: int | None = None) -> Path:
+                   steps: int | None = None, other_cpu_s: float | None = None,
+                   resumes: list[int] | None = None) -> Path:
     """A run folder with config.yaml and metrics.json as the library writes them, holding the given numbers (no
     parameters or HSVs), where the library puts it (`records.run_dir`). norm: 'packaged' keeps the config's
     model.norm, None drops the key (a record written before the field existed: trained with 'batch'), else that
-    value."""
+    value; other_cpu_s and resumes None leave those keys out (a record written before they existed)."""
     import json
 
     import yaml
@@ -91,8 +92,12 @@ def write_fake_run(root: Path, config: str, profile: str, seed: int, *, test_acc
                "final_state_sizes": [size], "mean_state_size": size, "train_time_s": train_time_s,
                "eval_time_s": 1.0, "reduction_time_s": 0.0, "wall_time_s": train_time_s + 1.0,
                "steps_done": steps or resolved.steps}
+    if other_cpu_s is not None:
+        summary["other_cpu_s"] = other_cpu_s
     metrics = {"schema_version": 1, "status": status, "failure": None, "config": config, "profile": profile,
                "seed": seed, "recurrence": recurrence, "summary": summary, "history": [], "reductions": [],
                "rollbacks": [], "environment": {"hardware": hardware, "commit": "0123456789abcdef"}}
+    if resumes is not None:
+        metrics["resumes"] = resumes
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder

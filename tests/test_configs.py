@@ -167,6 +167,14 @@ def test_smoke_profile_is_small_with_four_evaluations(name):
         assert attempts == ()
 
 
+def test_dynamics_keep_their_resolution_but_record_at_least_once_per_evaluation():
+    paper, cpu, smoke = (get_config("smnist_dynamics", p) for p in ("paper", "cpu", "smoke"))
+    assert paper.dynamics.every_steps == cpu.dynamics.every_steps == 50  # the committed cpu run's resolution
+    assert smoke.dynamics.every_steps == smoke.eval_every == 10
+    assert smoke.dynamics.last_step == paper.dynamics.last_step  # the trace stops at the end of the run
+    assert get_config("smnist_baseline", "smoke").dynamics.every_steps == 0  # off stays off
+
+
 def test_paper_profile_is_the_identity_and_profiles_are_three():
     assert set(PROFILES) == {"paper", "cpu", "smoke"}
     for name in ("smnist_tau0.02", "scifar_baseline"):

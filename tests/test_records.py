@@ -14,6 +14,9 @@ import math
 import os
 import re
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,7 +42,7 @@ TRAIN_OVERRIDES = {"steps": 10, "model.state_size": 64}
 RECORD_FILES = {"config.yaml", "hsv.npz", "params.msgpack", "metrics.json"}
 RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "counted", "in_place", "test_acc", "best_val_acc",
                 "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s",
-                "reduction_time_s", "recurrence", "hardware", "commit", "path"]
+                "reduction_time_s", "other_cpu_s", "resumes", "recurrence", "hardware", "commit", "path"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +155,8 @@ def test_metrics_record_status_summary_and_environment(trained):
     s = m["summary"]
     assert set(s) >= {"test_acc", "best_val_acc", "best_step", "state_sizes_at_best", "final_state_sizes",
                       "mean_state_size", "train_time_s", "eval_time_s", "reduction_time_s", "wall_time_s",
-                      "steps_done"}
+                      "steps_done", "other_cpu_s"}
+    assert 0 <= s["other_cpu_s"] <= 2 * os.cpu_count() * s["wall_time_s"]
     assert s["steps_done"] == 10 and s["best_step"] == 10
     assert 0.0 <= s["test_acc"] <= 1.0 and 0.0 <= s["best_val_acc"] <= 1.0
     assert s["mean_state_size"] == float(np.mean(s["final_state_sizes"]))
@@ -294,6 +298,7 @@ def test_load_runs_reads_each_record_not_its_folder_name(trained, tmp_path):
         assert row["overrides"] == "model.state_size=64,steps=10"
         assert row["test_acc"] == summary["test_acc"] and row["mean_state_size"] == summary["mean_state_size"]
         assert row["final_state_sizes"] == summary["final_state_sizes"] and row["steps"] == 10
+        assert row["other_cpu_s"] == summary["other_cpu_s"] and row["resumes"] == []
     row = by_path.loc[str(counted)]
     assert (row["config"], row["seed"], row["overrides"], row["counted"]) == (TRAIN_CONFIG, 5, "", True)
     row = by_path.loc[str(failed)]
@@ -414,6 +419,23 @@ def test_records_without_a_stored_seed_or_newer_fields_keep_their_identity(train
         records.stored_identity(folder)
     assert records.upgraded_config({"name": "x"})["model"] == (
         {"norm": "batch"} if "norm" in {f.name for f in dataclasses.fields(ModelConfig)} else {})
+
+
+def test_other_load_counts_a_busy_process_beside_this_one_but_not_this_one():
+    machine_before, mine = records._cpu_seconds()[0], records.OtherLoad()
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # busy time of the machine, but this process's own
+        pass
+    assert records._cpu_seconds()[0] - machine_before - mine.seconds() >= 0.25
+    busy = records.OtherLoad()
+    other = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.6\n"
+                              "while time.process_time() < end: pass\ntime.sleep(30)"])
+    try:
+        time.sleep(1.5)
+        assert 0.5 <= busy.seconds() <= 1.5 * os.cpu_count()
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_checkpoint_round_trip_and_a_damaged_one(tmp_path):

@@ -1,6 +1,7 @@
 """Reading records back for the book: benchmark records from where `compressm bench` writes them, an empty runs
 folder, and what the book prints about itself (links, the API table, escaped table text)."""
 
+import os
 import re
 
 import pandas as pd
@@ -10,6 +11,7 @@ from compressm import apidoc, bench, links, results, tables
 from compressm.errors import CompressmError
 from compressm.records import REPO
 from compressm.paper import table_configs
+from fakes import write_fake_run
 
 
 def test_bench_writes_its_records_where_results_reads_them(tmp_path, monkeypatch):
@@ -22,8 +24,23 @@ def test_bench_writes_its_records_where_results_reads_them(tmp_path, monkeypatch
     assert folder.parent == tmp_path / "bench" and record["name"] == "streaming/smnist/N8"
     frame = results.load_bench()
     assert frame.name.tolist() == ["streaming/smnist/N8"] and frame.median_ms.tolist() == [500.0]
+    assert 0 <= record["other_cores"] <= 2 * os.cpu_count()  # what else ran while it was measured
+    assert tables.bench_provenance(frame)["other processes (cores, at most)"].tolist() == [
+        f"{record['other_cores']:.2f}"]
     with pytest.raises(CompressmError, match="no benchmark named 'no-such-benchmark'"):
         bench.run_benchmarks(only=["no-such-benchmark"])
+
+
+def test_run_phases_say_what_else_ran_and_where_a_run_resumed(tmp_path):
+    write_fake_run(tmp_path, "smnist_tau0.01", "paper", 42, train_time_s=2500.0, other_cpu_s=260.1, resumes=[])
+    write_fake_run(tmp_path, "smnist_tau0.02", "paper", 42, other_cpu_s=0.0, resumes=[100000])
+    write_fake_run(tmp_path, "smnist_tau0.04", "paper", 42)  # a record from before both were kept
+    write_fake_run(tmp_path, "smnist_tau0.02", "cpu", 42)  # another profile
+    phases = tables.run_phases("paper", tmp_path)
+    assert phases.run.tolist() == [f"runs/paper/smnist_tau0.0{k}/seed_42" for k in (1, 2, 4)]
+    assert phases["other processes (cores)"].tolist() == ["0.10", "0.00", "not recorded"]  # 260.1 s / 2501 s
+    assert phases["resumed at step"].tolist() == ["-", "100000", "not recorded"]
+    assert phases["wall-clock"][0] == "41.7\u00a0min" and phases.training[0] == "41.7\u00a0min"
 
 
 def test_an_empty_runs_folder_shows_the_commands_that_make_the_runs(tmp_path):
