@@ -231,12 +231,13 @@ def run_phases(profile: str = "paper", root: Path | str | None = None) -> pd.Dat
     runs = runs[runs.profile == profile].sort_values(["config", "seed"]).reset_index(drop=True)
     rest = runs.wall_time_s - runs.train_time_s - runs.eval_time_s - runs.reduction_time_s
     return pd.DataFrame({
-        "run": [relative_run_path(p, root) for p in runs.path], "hardware": runs.hardware.map(hardware_label),
+        "config": runs.config + ["" if not o else f"@{o}" for o in runs.overrides], "seed": runs.seed,
+        "hardware": runs.hardware.map(hardware_label),
         "training": runs.train_time_s.map(duration), "evaluation": runs.eval_time_s.map(duration),
         "reductions": runs.reduction_time_s.map(duration), "rest": rest.map(duration),
         "wall-clock": runs.wall_time_s.map(duration),
-        "other processes (cores)": [cores_label(other_cores(runs.loc[[i]])) for i in runs.index],
-        "resumed at step": ["not recorded" if r is None else ", ".join(map(str, r)) or "-" for r in runs.resumes]})
+        "others (cores)": [cores_label(other_cores(runs.loc[[i]])) for i in runs.index],
+        "resumed at": ["not recorded" if r is None else ", ".join(map(str, r)) or "-" for r in runs.resumes]})
 
 
 def total_time_note(profile: str, root: Path | str | None = None) -> str:

@@ -37,9 +37,9 @@ def test_run_phases_say_what_else_ran_and_where_a_run_resumed(tmp_path):
     write_fake_run(tmp_path, "smnist_tau0.04", "paper", 42)  # a record from before both were kept
     write_fake_run(tmp_path, "smnist_tau0.02", "cpu", 42)  # another profile
     phases = tables.run_phases("paper", tmp_path)
-    assert phases.run.tolist() == [f"runs/paper/smnist_tau0.0{k}/seed_42" for k in (1, 2, 4)]
-    assert phases["other processes (cores)"].tolist() == ["0.10", "0.00", "not recorded"]  # 260.1 s / 2501 s
-    assert phases["resumed at step"].tolist() == ["-", "100000", "not recorded"]
+    assert phases.config.tolist() == [f"smnist_tau0.0{k}" for k in (1, 2, 4)] and phases.seed.tolist() == [42] * 3
+    assert phases["others (cores)"].tolist() == ["0.10", "0.00", "not recorded"]  # 260.1 s / 2501 s
+    assert phases["resumed at"].tolist() == ["-", "100000", "not recorded"]
     assert phases["wall-clock"][0] == "41.7\u00a0min" and phases.training[0] == "41.7\u00a0min"
 
 
