@@ -132,10 +132,10 @@ def aggregate(runs: pd.DataFrame, table: int) -> pd.DataFrame:
     return aggregate_configs(runs, table_configs(table), paper_table(table).baseline)
 
 
-def other_cores(runs: pd.DataFrame) -> float:
-    """The most CPU cores other processes took, on average over one run, among `runs` (load_runs rows); NaN if
-    a run did not measure it (records made before `records.OtherLoad`)."""
-    return float((runs.other_cpu_s.astype(float) / runs.wall_time_s).max(skipna=False))
+def other_cores(runs: pd.DataFrame) -> pd.Series:
+    """Per run (`load_runs` rows), the CPU cores other processes took on average while it ran; NaN where the run
+    did not measure it (records made before `records.OtherLoad`). Groups report the most: `.max(skipna=False)`."""
+    return runs.other_cpu_s.astype(float) / runs.wall_time_s
 
 
 def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) -> pd.DataFrame:
@@ -152,7 +152,8 @@ def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) 
             "acc_mean": acc.mean, "acc_sd": acc.sd, "acc_top3": acc.top3, "size_values": list(group.mean_state_size),
             "size_mean": size.mean, "size_sd": size.sd,
             "train_time_s": float(group.train_time_s.mean()), "wall_time_s": float(group.wall_time_s.mean()),
-            "other_cores": other_cores(group), "steps": int(group.steps.max()), "canonical": bool(group.canonical.all()),
+            "other_cores": float(other_cores(group).max(skipna=False)),
+            "steps": int(group.steps.max()), "canonical": bool(group.canonical.all()),
             "commits": " ".join(sorted({str(c)[:7] for c in group.commit})),
         })
     agg = pd.DataFrame(rows, columns=SETTING + ["config", "n_seeds", "seeds", "acc_values", "acc_mean", "acc_sd",

@@ -201,7 +201,8 @@ def bench_provenance(records: pd.DataFrame) -> pd.DataFrame:
     processes took while one of them ran."""
     rows = [[hardware_label(hardware), commit, date, len(g), cores_label(g.other_cores.max(skipna=False))]
             for (hardware, commit, date), g in records.groupby(["hardware", "commit", "date"])]
-    return pd.DataFrame(rows, columns=["hardware", "commit", "date", "measurements", "other processes (cores, at most)"])
+    columns = ["hardware", "commit", "date", "measurements", "other processes (cores, at most)"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def run_times(root: Path | str | None = None) -> pd.DataFrame:
@@ -217,7 +218,7 @@ def run_times(root: Path | str | None = None) -> pd.DataFrame:
         rows.append([profile, hardware_label(hardware), variant_label(variant), config, len(g),
                      duration(g.wall_time_s.mean()), duration(g.train_time_s.mean()),
                      f"{1e3 * (g.train_time_s / g.steps).mean():.1f}", int(g.steps.max()),
-                     cores_label(other_cores(g))])
+                     cores_label(other_cores(g).max(skipna=False))])
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -236,7 +237,7 @@ def run_phases(profile: str = "paper", root: Path | str | None = None) -> pd.Dat
         "training": runs.train_time_s.map(duration), "evaluation": runs.eval_time_s.map(duration),
         "reductions": runs.reduction_time_s.map(duration), "rest": rest.map(duration),
         "wall-clock": runs.wall_time_s.map(duration),
-        "others (cores)": [cores_label(other_cores(runs.loc[[i]])) for i in runs.index],
+        "others (cores)": other_cores(runs).map(cores_label),
         "resumed at": ["not recorded" if r is None else ", ".join(map(str, r)) or "-" for r in runs.resumes]})
 
 
