@@ -22,7 +22,7 @@ import pandas as pd
 from compressm import records, stats
 from compressm.configs import get_config
 from compressm.paper import baseline_values, paper_table, paper_values
-from compressm.results import NBSP, bench_root, book_runs, hardware_label, result_runs
+from compressm.results import NBSP, bench_root, book_runs, result_runs
 from compressm.tables import mean_sd
 
 METHODS = {"compressm": "CompreSSM", "scratch": "from scratch", "distillation": "distillation",
@@ -343,7 +343,7 @@ def regularisation_cost(root=None) -> pd.DataFrame:
     rows = []
     for path in sorted(bench_root(root).glob("*/regularised_step__*.json")):
         r = json.loads(path.read_text())
-        rows.append({"hardware": hardware_label(r["environment"]["hardware"]), "N": r["state_size"],
+        rows.append({"hardware": r["environment"]["hardware"], "N": r["state_size"],
                      "lambda": r["hsv_weight"],
                      "plain step (ms)": 1e3 * r["plain_s"], "regularised step (ms)": 1e3 * r["median_s"],
                      "slowdown": r["slowdown"], "penalty + gradient (ms)": 1e3 * r["penalty_s"],

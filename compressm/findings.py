@@ -221,7 +221,7 @@ def implied_speedups(bench: pd.DataFrame, table: int, hardware_prefix: str = "gp
                 continue
             at_full = config.reduction.last_step if name in t.compressed else 0
             time = at_full * ms[full.model.state_size] + (config.steps - at_full) * ms[size]
-            rows.append([hardware_label(hardware), config_label(name), size, f"{ms[size]:.1f}",
+            rows.append([hardware, config_label(name), size, f"{ms[size]:.1f}",
                          f"{time / 3.6e6:.2f}{NBSP}h", f"{config.steps * ms[full.model.state_size] / time:.2f}x",
                          f"{paper[name]['speedup']:.2f}x" if paper[name]["speedup"] else "-"])
     return pd.DataFrame(rows, columns=["hardware", "configuration", "N", "ms per step", "time of the steps",

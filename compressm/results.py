@@ -71,7 +71,10 @@ def plumbing_note(runs: pd.DataFrame) -> str:
 # Settings, and one table's runs aggregated per setting
 # ----------------------------------------------------------------------------------------------------------
 def hardware_label(hardware: str) -> str:
-    """'cpu: 2-core CPU' -> 'CPU (2 cores)'; 'gpu: NVIDIA H100 80GB HBM3' -> 'GPU (NVIDIA H100 80GB HBM3)'."""
+    """'cpu: 2-core CPU' -> 'CPU (2 cores)'; 'gpu: NVIDIA H100 80GB HBM3' -> 'GPU (NVIDIA H100 80GB HBM3)'.
+    A string that is not a record's '<backend>: <device>' (a label already, or missing) is returned unchanged."""
+    if not isinstance(hardware, str) or ": " not in hardware:
+        return hardware
     backend, _, device = hardware.partition(": ")
     if backend == "cpu" and device.endswith("-core CPU"):
         return f"CPU ({device.removesuffix('-core CPU')} cores)"

@@ -131,7 +131,9 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def styled(frame: pd.DataFrame, precision: int = 2):
     """A table as the book shows it: numbers to `precision` digits, '-' for missing values, text escaped (so
-    '<profile>' stays visible), no index column."""
+    '<profile>' stays visible), no index column, and a 'hardware' column in words (`hardware_label`)."""
+    if "hardware" in frame.columns:
+        frame = frame.assign(hardware=frame.hardware.map(hardware_label))
     return frame.style.format(precision=precision, na_rep="-", escape="html").hide(axis="index")
 
 
@@ -199,7 +201,7 @@ def cores_label(cores: float) -> str:
 def bench_provenance(records: pd.DataFrame) -> pd.DataFrame:
     """Benchmark records (`results.load_bench`) per hardware, commit and date: how many, and the most that other
     processes took while one of them ran."""
-    rows = [[hardware_label(hardware), commit, date, len(g), cores_label(g.other_cores.max(skipna=False))]
+    rows = [[hardware, commit, date, len(g), cores_label(g.other_cores.max(skipna=False))]
             for (hardware, commit, date), g in records.groupby(["hardware", "commit", "date"])]
     columns = ["hardware", "commit", "date", "measurements", "other processes (cores, at most)"]
     return pd.DataFrame(rows, columns=columns)
@@ -215,7 +217,7 @@ def run_times(root: Path | str | None = None) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     rows = []
     for (profile, hardware, variant, config), g in runs.groupby(["profile", "hardware", "variant", "config"]):
-        rows.append([profile, hardware_label(hardware), variant_label(variant), config, len(g),
+        rows.append([profile, hardware, variant_label(variant), config, len(g),
                      duration(g.wall_time_s.mean()), duration(g.train_time_s.mean()),
                      f"{1e3 * (g.train_time_s / g.steps).mean():.1f}", int(g.steps.max()),
                      cores_label(other_cores(g).max(skipna=False))])
@@ -233,7 +235,7 @@ def run_phases(profile: str = "paper", root: Path | str | None = None) -> pd.Dat
     rest = runs.wall_time_s - runs.train_time_s - runs.eval_time_s - runs.reduction_time_s
     return pd.DataFrame({
         "config": runs.config + ["" if not o else f"@{o}" for o in runs.overrides], "seed": runs.seed,
-        "hardware": runs.hardware.map(hardware_label),
+        "hardware": runs.hardware,
         "training": runs.train_time_s.map(duration), "evaluation": runs.eval_time_s.map(duration),
         "reductions": runs.reduction_time_s.map(duration), "rest": rest.map(duration),
         "wall-clock": runs.wall_time_s.map(duration),

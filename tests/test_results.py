@@ -72,3 +72,11 @@ def test_the_api_table_shows_no_machine_paths_or_private_type_names():
 def test_styled_tables_escape_text_and_show_a_dash_for_missing_values():
     html = tables.styled(pd.DataFrame({"where": ["runs/<profile>/"], "value": [float("nan")]})).to_html()
     assert "&lt;profile&gt;" in html and ">-<" in html
+
+
+def test_styled_tables_name_the_hardware_in_words_once():
+    raw = ["cpu: 2-core CPU", "gpu: NVIDIA H100 80GB HBM3", "CPU (2 cores)"]  # the last is labelled already
+    html = tables.styled(pd.DataFrame({"hardware": raw, "ms": [1.0, 2.0, 3.0]})).to_html()
+    assert "cpu: 2-core" not in html and "gpu: NVIDIA" not in html
+    assert html.count("CPU (2 cores)") == 2 and "GPU (NVIDIA H100 80GB HBM3)" in html
+    assert results.hardware_label("CPU (2 cores)") == "CPU (2 cores)"
