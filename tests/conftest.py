@@ -5,6 +5,11 @@ from pathlib import Path
 
 import jax
 import pytest
+# submitit's first import runs logging.config.dictConfig, which closes every existing logging handler; absl's
+# handler (made when flax is imported) then closes the stream it writes to unless that is the current sys.stderr.
+# Inside a test pytest has swapped sys.stderr for its capture, so a first import there closed pytest's own
+# capture file ("I/O operation on closed file" when tests/test_cli.py ran alone). Import it here, before flax.
+import submitit  # noqa: F401
 
 ON_CPU = jax.default_backend() == "cpu"
 # float32 products: exact float32 on CPU; GPUs multiply in TF32 by default (about 1e-3 relative per product),
