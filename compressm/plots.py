@@ -10,7 +10,7 @@ from compressm.configs import get_config
 from compressm.lru import RECURRENCES
 from compressm.paper import role
 from compressm.records import hsv_key, snapshot_steps
-from compressm.results import config_label
+from compressm.results import config_label, hardware_label
 
 # The book's figures: sized for a page about 750 px wide (a figure 7.6 inches wide is shown at about 100 px an
 # inch, so 11 pt text reads at about 15 px), drawn at 150 dpi so that they stay sharp when zoomed.
@@ -275,7 +275,8 @@ def step_time_vs_size(bench: pd.DataFrame) -> plt.Figure:
                   colour=lambda key: _RECURRENCE_COLOUR[key[0]])
         _size_axis(ax, panel.state_size)
         _plain_log_y(ax)
-        ax.set(xlabel="state size N", ylabel="ms per step (batch 50)", title=f"{dataset}, {hardware}")
+        ax.set(xlabel="state size N", ylabel="ms per step (batch 50)",
+               title=f"{dataset}, {hardware_label(hardware)}")
     _legend_below(fig, axes)
     return fig
 
@@ -286,7 +287,7 @@ def streaming_throughput(bench: pd.DataFrame) -> plt.Figure:
     stream = bench[bench.kind == "streaming"]
     fig, ax = plt.subplots(figsize=(7.6, 3.8), layout="constrained")
     _lines_by(ax, stream, ["hardware", "dataset"], "state_size", "steps_per_s",
-              label=lambda key: f"{key[1]}, {key[0]}")
+              label=lambda key: f"{key[1]}, {hardware_label(key[0])}")
     _size_axis(ax, stream.state_size)
     ax.set(yscale="log", xlabel="state size N", ylabel="input steps per second (one stream)")
     _legend_below(fig, [ax])
@@ -299,7 +300,8 @@ def width_sweep(bench: pd.DataFrame) -> plt.Figure:
     other state sizes are in `results.fastest_recurrence`)."""
     sweep = bench[(bench.kind == "width_sweep") & (bench.state_size == 64)]
     fig, ax = plt.subplots(figsize=(7.6, 4.0), layout="constrained")
-    _lines_by(ax, sweep, ["hardware", "recurrence"], "width", "median_ms", label=lambda key: f"{key[1]}, {key[0]}",
+    _lines_by(ax, sweep, ["hardware", "recurrence"], "width", "median_ms",
+              label=lambda key: f"{key[1]}, {hardware_label(key[0])}",
               colour=lambda key: _RECURRENCE_COLOUR[key[1]],
               fmt=lambda key: "o--" if key[0].startswith("cpu") else "o-")  # CPU dashed, GPU solid
     _size_axis(ax, sweep.width)
