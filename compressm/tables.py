@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from compressm.configs import PROFILES
 from compressm.paper import paper_values, role, table_configs
 from compressm.records import REPO, runs_root
 from compressm.results import (NBSP, RECURRENCE_WORDS, TableView, book_runs, budget_label, config_label,
@@ -224,6 +225,24 @@ def run_times(root: Path | str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+
+
+def run_time_outputs(root: Path | str | None = None) -> list:
+    """`run_times` as the Reproducing page shows it: one table of configs per (profile, hardware, variant), each
+    under its label, the paper's budget first (profiles in `PROFILES` order)."""
+    from IPython.display import Markdown
+
+    times = run_times(root)
+    if times.empty:
+        return [Markdown("No finished runs yet.")]
+    order = {name: i for i, name in enumerate(PROFILES)}
+    groups = sorted(times.groupby(["profile", "hardware", "variant"], sort=False),
+                    key=lambda item: (order.get(item[0][0], len(order)), item[0]))
+    outputs = []
+    for (profile, hardware, variant), g in groups:
+        outputs += [Markdown(f"**`{profile}` profile · {hardware_label(hardware)} · {variant}**"),
+                    styled(g.drop(columns=["profile", "hardware", "variant"]))]
+    return outputs
 
 
 def run_phases(profile: str = "paper", root: Path | str | None = None) -> pd.DataFrame:

@@ -69,6 +69,20 @@ def test_the_api_table_shows_no_machine_paths_or_private_type_names():
     assert all(not s.endswith(("the", "a", "of", ",")) for s in table["what it does"] if s)  # whole paragraphs
 
 
+def test_run_times_are_one_table_per_setting_the_papers_budget_first(tmp_path):
+    write_fake_run(tmp_path, "smnist_tau0.01", "cpu", 42, train_time_s=100.0)
+    write_fake_run(tmp_path, "smnist_tau0.01", "cpu", 8, train_time_s=300.0)
+    write_fake_run(tmp_path, "smnist_tau0.01", "paper", 42, hardware="gpu: NVIDIA H100 80GB HBM3")
+    write_fake_run(tmp_path, "smnist_scratch_n28", "paper", 42)
+    outputs = tables.run_time_outputs(tmp_path)
+    labels = [item.data for item in outputs[::2]]
+    assert labels[0].startswith("**`paper` profile · CPU (2 cores)") and "GPU (NVIDIA H100" in labels[1]
+    assert labels[2].startswith("**`cpu` profile · CPU (2 cores)") and len(labels) == 3
+    cpu = outputs[5].data  # the Styler's frame; 3.3 min: the mean of 100 s and 300 s
+    assert cpu.config.tolist() == ["smnist_tau0.01"] and cpu.runs.tolist() == [2]
+    assert cpu["training time per run"].item() == "3.3\u00a0min" and "profile" not in cpu.columns
+
+
 def test_styled_tables_escape_text_and_show_a_dash_for_missing_values():
     html = tables.styled(pd.DataFrame({"where": ["runs/<profile>/"], "value": [float("nan")]})).to_html()
     assert "&lt;profile&gt;" in html and ">-<" in html
