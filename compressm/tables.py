@@ -225,8 +225,6 @@ def run_times(root: Path | str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-
-
 def run_time_outputs(root: Path | str | None = None) -> list:
     """`run_times` as the Reproducing page shows it: one table of configs per (profile, hardware, variant), each
     under its label, the paper's budget first (profiles in `PROFILES` order)."""
