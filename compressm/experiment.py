@@ -86,8 +86,10 @@ def execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Pat
     except CompressmError as error:
         return "failed", str(error)
     try:
+        # the kernel's log level ERROR: its warning about unencrypted local TCP would break the progress bar
         pm.execute_notebook(str(notebook), str(out_dir / "train.ipynb"), parameters=parameters,
-                            kernel_name="python3", progress_bar=False, cwd=str(notebook.parent))
+                            kernel_name="python3", progress_bar=False, cwd=str(notebook.parent),
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
         return "complete", ""
     except Exception as error:  # PapermillExecutionError, a dead kernel (nbclient's DeadKernelError), ...
         reason = (f"{error.ename}: {error.evalue}" if isinstance(error, pm.PapermillExecutionError)
