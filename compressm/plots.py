@@ -3,6 +3,7 @@
 import functools
 
 import matplotlib.pyplot as plt
+from matplotlib.transforms import Bbox
 import numpy as np
 import pandas as pd
 
@@ -166,6 +167,37 @@ def _paper_points(ax, paper: dict, x_key: str) -> None:
                        label=f"{label}, paper" if x_key == "state_size" else f"{label}, paper (GPU)")
 
 
+def _box_distance(box, point) -> float:
+    """Display distance from a Bbox to a point (0 inside it)."""
+    return float(np.hypot(max(box.x0 - point[0], 0, point[0] - box.x1), max(box.y0 - point[1], 0, point[1] - box.y1)))
+
+
+def _place_labels(ax, labels: list[tuple[str, float, float, str]]) -> None:
+    """Write each (text, x, y, colour) label near its point, at the first of a ring of offsets where it covers no
+    point or earlier label and no other point is nearer to it than its own (else the last offset; far ones get a
+    leader line). Call once the axes' scales and limits are set."""
+    renderer = ax.figure.canvas.get_renderer()
+    near = [((6, 3), "left"), ((6, -11), "left"), ((-6, 3), "right"), ((-6, -11), "right"), ((0, 9), "center"),
+            ((0, -17), "center")]
+    far = [((18, 16), "left"), ((18, -24), "left"), ((-18, 16), "right"), ((-18, -24), "right"), ((0, 26), "center"),
+           ((0, -34), "center")]
+    points = ax.transData.transform([(x, y) for _, x, y, _ in labels]) if labels else []
+    placed = [Bbox.from_bounds(px - 5, py - 5, 10, 10) for px, py in points]  # the points themselves
+    for i, (text, x, y, colour) in enumerate(labels):
+        for offset, align in near + far:
+            line = {"arrowstyle": "-", "color": colour, "lw": 0.6, "shrinkB": 5} if (offset, align) in far else None
+            note = ax.annotate(text, (x, y), xytext=offset, textcoords="offset points", fontsize=9, color=colour,
+                               ha=align, va="bottom", arrowprops=line)
+            box = note.get_window_extent(renderer)
+            own = _box_distance(box, points[i])
+            clear = (not any(box.overlaps(other) for other in placed)
+                     and all(own < _box_distance(box, p) for j, p in enumerate(points) if j != i))
+            if clear or (offset, align) == far[-1]:
+                break
+            note.remove()
+        placed.append(box)
+
+
 @_book_style
 def accuracy_vs_size(panels: list[tuple[str, pd.DataFrame | None, dict]], cols: int = 2) -> plt.Figure:
     """Test accuracy against final state size, one panel per (title, aggregate rows of one setting or None, the
@@ -174,6 +206,7 @@ def accuracy_vs_size(panels: list[tuple[str, pd.DataFrame | None, dict]], cols: 
     fig, axes = _panel_grid(len(panels), cols=min(cols, max(len(panels), 1)))
     for ax, (title, agg, paper) in zip(axes, panels or [("no runs of ours here yet", None, {})]):
         _paper_points(ax, paper, "state_size")
+        labels = []
         for config_role, (marker, colour, label) in _ROLE_STYLE.items():
             ours = agg[agg.config.map(role) == config_role] if agg is not None else None
             if ours is None or ours.empty:
@@ -181,15 +214,14 @@ def accuracy_vs_size(panels: list[tuple[str, pd.DataFrame | None, dict]], cols: 
             ax.errorbar(ours.size_mean, ours.acc_mean, xerr=np.nan_to_num(ours.size_sd),
                         yerr=np.nan_to_num(ours.acc_sd), fmt=marker, color=colour, ms=7, capsize=3,
                         label=f"{label}, ours")
-            for row in ours.itertuples():
-                ax.annotate(_point_label(row.config), (row.size_mean, row.acc_mean), xytext=(5, 4),
-                            textcoords="offset points", fontsize=9, color=colour)
+            labels += [(_point_label(row.config), row.size_mean, row.acc_mean, colour) for row in ours.itertuples()]
         ax.set(xscale="log", xlabel="final state size N (per-block mean)", ylabel="test accuracy (%)")
         ax.margins(x=0.08)  # room for the point labels
         low, high = ax.get_xlim()
         ax.set_xticks([t for t in (5, 10, 20, 30, 50, 100, 200, 300, 500) if low <= t <= high] or [low, high])
         ax.xaxis.set_major_formatter("{x:g}")
         ax.minorticks_off()
+        _place_labels(ax, labels)
         ax.set_title(title.replace(" · ", "\n"), fontsize=10)
     _legend_below(fig, axes)
     return fig
@@ -202,6 +234,7 @@ def accuracy_vs_speedup(panels: list[tuple[str, pd.DataFrame | None, dict]], col
     fig, axes = _panel_grid(len(panels), cols=cols)
     for ax, (title, agg, paper) in zip(axes, panels):
         _paper_points(ax, paper, "speedup")
+        labels = []
         if agg is not None:
             for config_role, (marker, colour, label) in _ROLE_STYLE.items():
                 ours = agg[(agg.config.map(role) == config_role) & np.isfinite(agg.speedup)]
@@ -209,11 +242,10 @@ def accuracy_vs_speedup(panels: list[tuple[str, pd.DataFrame | None, dict]], col
                     continue
                 ax.errorbar(ours.speedup, ours.acc_mean, yerr=np.nan_to_num(ours.acc_sd), fmt=marker, color=colour,
                             ms=7, capsize=3, label=f"{label}, ours")
-                for row in ours.itertuples():
-                    ax.annotate(_point_label(row.config), (row.speedup, row.acc_mean), xytext=(5, 4),
-                                textcoords="offset points", fontsize=9, color=colour)
+                labels += [(_point_label(row.config), row.speedup, row.acc_mean, colour) for row in ours.itertuples()]
         ax.margins(x=0.1)  # room for the point labels
         ax.set(xlabel="training speedup over the full model", ylabel="test accuracy (%)")
+        _place_labels(ax, labels)
         ax.set_title(title.replace(" · ", "\n"), fontsize=10)
     _legend_below(fig, axes)
     return fig
