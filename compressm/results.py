@@ -137,14 +137,14 @@ def aggregate(runs: pd.DataFrame, table: int) -> pd.DataFrame:
 
 def other_cores(runs: pd.DataFrame) -> pd.Series:
     """Per run (`load_runs` rows), the CPU cores other processes took on average while it ran; NaN where the run
-    did not measure it (records made before `records.OtherLoad`). Groups report the most: `.max(skipna=False)`."""
+    did not measure it (records made before `records.OtherLoad`). Groups report the most (`tables.most_cores_label`)."""
     return runs.other_cpu_s.astype(float) / runs.wall_time_s
 
 
 def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) -> pd.DataFrame:
     """One row per setting and config of finished runs: seeds, per-seed accuracies (%) and state sizes and their
-    summaries (`stats.summarize`), mean training and wall-clock time per run and what else ran (`other_cores`),
-    and `speedup` (the same setting's
+    summaries (`stats.summarize`), mean training and wall-clock time per run, what else ran during each
+    (`other_cores_values`), and `speedup` (the same setting's
     `baseline` training time over this config's; nan where the setting has no baseline run or none is given).
     Rows in the order of `configs`."""
     rows = []
@@ -155,13 +155,14 @@ def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) 
             "acc_mean": acc.mean, "acc_sd": acc.sd, "acc_top3": acc.top3, "size_values": list(group.mean_state_size),
             "size_mean": size.mean, "size_sd": size.sd,
             "train_time_s": float(group.train_time_s.mean()), "wall_time_s": float(group.wall_time_s.mean()),
-            "other_cores": float(other_cores(group).max(skipna=False)),
+            "other_cores_values": list(other_cores(group)),
             "steps": int(group.steps.max()), "canonical": bool(group.canonical.all()),
             "commits": " ".join(sorted({str(c)[:7] for c in group.commit})),
         })
     agg = pd.DataFrame(rows, columns=SETTING + ["config", "n_seeds", "seeds", "acc_values", "acc_mean", "acc_sd",
                                                 "acc_top3", "size_values", "size_mean", "size_sd", "train_time_s",
-                                                "wall_time_s", "other_cores", "steps", "canonical", "commits"])
+                                                "wall_time_s", "other_cores_values", "steps", "canonical",
+                                                "commits"])
     base = agg[agg.config == baseline].set_index(SETTING).train_time_s
     ratio = base.reindex(pd.MultiIndex.from_frame(agg[SETTING])).to_numpy(dtype=float) / agg.train_time_s.to_numpy()
     order = {name: i for i, name in enumerate(configs)}

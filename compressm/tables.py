@@ -66,7 +66,7 @@ def timing_table(view: TableView, setting) -> pd.DataFrame:
         "configuration": rows.config.map(config_label), "seeds": rows.seeds,
         "training time per run": rows.train_time_s.map(duration),
         "wall-clock per run": rows.wall_time_s.map(duration),
-        "other processes (cores)": rows.other_cores.map(cores_label),
+        "other processes (cores)": rows.other_cores_values.map(most_cores_label),
         "speedup over the full model": [f"{s:.2f}x" if np.isfinite(s) else "-" for s in rows.speedup],
         "paper speedup (GPU)": [f"{paper[c]['speedup']:.2f}x" if paper[c]["speedup"] else "-" for c in rows.config],
     })
@@ -199,10 +199,22 @@ def cores_label(cores: float) -> str:
     return "not recorded" if pd.isna(cores) else f"{cores:.2f}"
 
 
+def most_cores_label(cores) -> str:
+    """The most CPU cores other processes took during any of several timings: '0.40', '≥ 0.40 (1 of 2 runs
+    recorded)' where some timings did not record it, or 'not recorded'."""
+    cores = pd.Series(cores, dtype=float)
+    recorded = cores.dropna()
+    if recorded.empty:
+        return "not recorded"
+    if len(recorded) < len(cores):
+        return f"≥ {recorded.max():.2f} ({len(recorded)} of {len(cores)} recorded)"
+    return f"{recorded.max():.2f}"
+
+
 def bench_provenance(records: pd.DataFrame) -> pd.DataFrame:
     """Benchmark records (`results.load_bench`) per hardware, commit and date: how many, and the most that other
     processes took while one of them ran."""
-    rows = [[hardware, commit, date, len(g), cores_label(g.other_cores.max(skipna=False))]
+    rows = [[hardware, commit, date, len(g), most_cores_label(g.other_cores)]
             for (hardware, commit, date), g in records.groupby(["hardware", "commit", "date"])]
     columns = ["hardware", "commit", "date", "measurements", "other processes (cores, at most)"]
     return pd.DataFrame(rows, columns=columns)
@@ -221,7 +233,7 @@ def run_times(root: Path | str | None = None) -> pd.DataFrame:
         rows.append([profile, hardware, variant_label(variant), config, len(g),
                      duration(g.wall_time_s.mean()), duration(g.train_time_s.mean()),
                      f"{1e3 * (g.train_time_s / g.steps).mean():.1f}", int(g.steps.max()),
-                     cores_label(other_cores(g).max(skipna=False))])
+                     most_cores_label(other_cores(g))])
     return pd.DataFrame(rows, columns=columns)
 
 

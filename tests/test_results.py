@@ -94,3 +94,10 @@ def test_styled_tables_name_the_hardware_in_words_once():
     assert "cpu: 2-core" not in html and "gpu: NVIDIA" not in html
     assert html.count("CPU (2 cores)") == 2 and "GPU (NVIDIA H100 80GB HBM3)" in html
     assert results.hardware_label("CPU (2 cores)") == "CPU (2 cores)"
+
+
+def test_the_most_other_load_of_several_runs_says_how_many_recorded_it():
+    nan = float("nan")
+    assert tables.most_cores_label([0.1, 0.4]) == "0.40"
+    assert tables.most_cores_label([nan, 0.4]) == "≥ 0.40 (1 of 2 recorded)"
+    assert tables.most_cores_label([nan, nan]) == "not recorded"
