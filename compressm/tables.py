@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from compressm.configs import PROFILES
+from compressm.costs import gpu_hours
 from compressm.paper import paper_values, role, table_configs
 from compressm.records import REPO, runs_root
 from compressm.results import (NBSP, RECURRENCE_WORDS, TableView, book_runs, budget_label, config_label,
@@ -252,6 +253,27 @@ def run_time_outputs(root: Path | str | None = None) -> list:
     for (profile, hardware, variant), g in groups:
         outputs += [Markdown(f"**`{profile}` profile · {hardware_label(hardware)} · {variant}**"),
                     styled(g.drop(columns=["profile", "hardware", "variant"]))]
+    return outputs
+
+
+def gpu_hours_outputs(table: int, root: Path | str | None = None) -> list:
+    """`costs.gpu_hours` as the Reproducing page shows it: per GPU, the estimated total in a sentence and a table
+    of the table's configs."""
+    from IPython.display import Markdown
+
+    hours = gpu_hours(table, root)
+    if hours.empty:
+        return [Markdown(f"**Table {table}**: no GPU records in this runs folder yet.")]
+    outputs = []
+    for hardware, g in hours.groupby("hardware"):
+        outputs += [Markdown(f"**Table {table}** on {hardware_label(hardware)}: about {g.estimate_total_h.sum():.0f}"
+                             f" GPU-hours of training steps for its {len(g)} configurations x {g.seeds.iloc[0]}"
+                             " seeds (estimate)."),
+                    styled(pd.DataFrame({"config": g.config, "steps": g.steps, "ms per step": g.ms_per_step,
+                                         "estimate per run (h)": g.estimate_h, "seeds": g.seeds,
+                                         "estimate, all seeds (h)": g.estimate_total_h,
+                                         "measured per run (h)": g.measured_h,
+                                         "measured runs": g.measured_runs.replace("", np.nan)}))]
     return outputs
 
 

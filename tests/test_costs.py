@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from compressm import costs, records
+from compressm import costs, records, tables
 from compressm.configs import get_config
 
 GPU = "gpu: Test GPU"
@@ -54,7 +54,13 @@ def test_gpu_hours_estimate_from_step_records_and_measure_full_length_gpu_runs(t
     assert tau.estimate_total_h == pytest.approx(5 * tau.estimate_h, rel=1e-12) and tau.seeds == 5
     assert tau.measured_h == 2.0 and tau.measured_runs == "scifar_tau0.05@model.norm=batch seed 1"
     assert np.isnan(hours.loc["scifar_baseline", "measured_h"]) and hours.loc["scifar_baseline", "measured_runs"] == ""
+    title, table = tables.gpu_hours_outputs(3, tmp_path)  # one GPU: one sentence and one table, in words
+    assert title.data.startswith("**Table 3** on GPU (Test GPU)") and "x 5 seeds (estimate)" in title.data
+    html = table.to_html()
+    assert "hardware" not in html and "measured per run (h)" in html and ">2.00<" in html and ">-<" in html
 
 
 def test_gpu_hours_without_records_is_empty(tmp_path):
     assert costs.gpu_hours(2, tmp_path).empty
+    [note] = tables.gpu_hours_outputs(2, tmp_path)
+    assert note.data == "**Table 2**: no GPU records in this runs folder yet."
