@@ -247,12 +247,21 @@ def run_time_outputs(root: Path | str | None = None) -> list:
     if times.empty:
         return [Markdown("No finished runs yet.")]
     order = {name: i for i, name in enumerate(PROFILES)}
-    groups = sorted(times.groupby(["profile", "hardware", "variant"], sort=False),
-                    key=lambda item: (order.get(item[0][0], len(order)), item[0]))
+    return _headed_tables(times, ["profile", "hardware", "variant"],
+                          lambda profile, hardware, variant:
+                          f"**`{profile}` profile · {hardware_label(hardware)} · {variant}**",
+                          sort=lambda key: (order.get(key[0], len(order)), key))
+
+
+def _headed_tables(frame: pd.DataFrame, by: list[str], heading, sort=None) -> list:
+    """One table per group of `frame` over the columns `by` (without them), under its `heading(*key)` in
+    Markdown; groups in order of appearance, or of `sort(key)`."""
+    from IPython.display import Markdown
+
+    groups = list(frame.groupby(by, sort=False))
     outputs = []
-    for (profile, hardware, variant), g in groups:
-        outputs += [Markdown(f"**`{profile}` profile · {hardware_label(hardware)} · {variant}**"),
-                    styled(g.drop(columns=["profile", "hardware", "variant"]))]
+    for key, rows in sorted(groups, key=lambda item: sort(item[0])) if sort else groups:
+        outputs += [Markdown(heading(*key)), styled(rows.drop(columns=by))]
     return outputs
 
 
@@ -268,11 +277,11 @@ def gpu_hours_outputs(table: int, root: Path | str | None = None) -> list:
     for hardware, g in hours.groupby("hardware"):
         outputs += [Markdown(f"**Table {table}** on {hardware_label(hardware)}: about {g.estimate_total_h.sum():.0f}"
                              f" GPU-hours of training steps for its {len(g)} configurations x {g.seeds.iloc[0]}"
-                             " seeds (estimate)."),
-                    styled(pd.DataFrame({"config": g.config, "steps": g.steps, "ms per step": g.ms_per_step,
-                                         "estimate per run (h)": g.estimate_h, "seeds": g.seeds,
-                                         "estimate, all seeds (h)": g.estimate_total_h,
-                                         "measured per run (h)": g.measured_h,
+                             f" seeds of {g.steps.max() // 1000}k steps (estimate)."),
+                    styled(pd.DataFrame({"config": g.config, "ms per step": g.ms_per_step,
+                                         "hours per run (estimate)": g.estimate_h,
+                                         "hours, all seeds (estimate)": g.estimate_total_h,
+                                         "hours per run (measured)": g.measured_h,
                                          "measured runs": g.measured_runs.replace("", np.nan)}))]
     return outputs
 
@@ -292,6 +301,16 @@ def run_phases(profile: str = "paper", root: Path | str | None = None) -> pd.Dat
         "wall-clock": runs.wall_time_s.map(duration),
         "others (cores)": other_cores(runs).map(cores_label),
         "resumed at": ["not recorded" if r is None else ", ".join(map(str, r)) or "-" for r in runs.resumes]})
+
+
+def run_phase_outputs(profile: str = "paper", root: Path | str | None = None) -> list:
+    """`run_phases` as the Speed page shows it: one table per hardware (in name order), under its name."""
+    from IPython.display import Markdown
+
+    phases = run_phases(profile, root)
+    if phases.empty:
+        return [Markdown(f"No finished `{profile}`-profile run yet.")]
+    return _headed_tables(phases, ["hardware"], lambda hardware: f"**{hardware_label(hardware)}**", sort=str)
 
 
 def total_time_note(profile: str, root: Path | str | None = None) -> str:

@@ -55,9 +55,9 @@ def test_gpu_hours_estimate_from_step_records_and_measure_full_length_gpu_runs(t
     assert tau.measured_h == 2.0 and tau.measured_runs == "scifar_tau0.05@model.norm=batch seed 1"
     assert np.isnan(hours.loc["scifar_baseline", "measured_h"]) and hours.loc["scifar_baseline", "measured_runs"] == ""
     title, table = tables.gpu_hours_outputs(3, tmp_path)  # one GPU: one sentence and one table, in words
-    assert title.data.startswith("**Table 3** on GPU (Test GPU)") and "x 5 seeds (estimate)" in title.data
+    assert title.data.startswith("**Table 3** on GPU (Test GPU)") and "x 5 seeds of 180k steps (estimate)." in title.data
     html = table.to_html()
-    assert "hardware" not in html and "measured per run (h)" in html and ">2.00<" in html and ">-<" in html
+    assert "hardware" not in html and "hours per run (measured)" in html and ">2.00<" in html and ">-<" in html
 
 
 def test_gpu_hours_without_records_is_empty(tmp_path):

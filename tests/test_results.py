@@ -41,6 +41,10 @@ def test_run_phases_say_what_else_ran_and_where_a_run_resumed(tmp_path):
     assert phases["others (cores)"].tolist() == ["0.10", "0.00", "not recorded"]  # 260.1 s / 2501 s
     assert phases["resumed at"].tolist() == ["-", "100000", "not recorded"]
     assert phases["wall-clock"][0] == "41.7\u00a0min" and phases.training[0] == "41.7\u00a0min"
+    write_fake_run(tmp_path, "smnist_baseline", "paper", 42, hardware="gpu: Test GPU")
+    cpu_title, cpu, gpu_title, gpu = tables.run_phase_outputs("paper", tmp_path)  # one table per hardware
+    assert (cpu_title.data, gpu_title.data) == ("**CPU (2 cores)**", "**GPU (Test GPU)**")
+    assert "hardware" not in cpu.data.columns and gpu.data.config.tolist() == ["smnist_baseline"]
 
 
 def test_an_empty_runs_folder_shows_the_commands_that_make_the_runs(tmp_path):
