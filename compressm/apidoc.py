@@ -38,13 +38,14 @@ def summary(obj) -> str:
 
 
 def api_table(module_names) -> pd.DataFrame:
-    """One row per public function or class defined in each `compressm.<name>`: name, signature, what it does."""
+    """One row per public function or class defined in each `compressm.<name>`: how to call it
+    ('lru.init_nu_log(key, n, r_min, r_max)', 'class model.LRUBlock') and what it does."""
     rows = []
     for module_name in module_names:
         module = importlib.import_module(f"compressm.{module_name}")
         for name, obj in vars(module).items():
             if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__ or not callable(obj):
                 continue
-            signature = call_signature(obj) if inspect.isfunction(obj) else f"class {name}"
-            rows.append((f"{module_name}.{name}", signature, summary(obj)))
-    return pd.DataFrame(rows, columns=["name", "signature", "what it does"])
+            call = f"{module_name}.{call_signature(obj)}" if inspect.isfunction(obj) else f"class {module_name}.{name}"
+            rows.append((call, summary(obj)))
+    return pd.DataFrame(rows, columns=["call", "what it does"])
