@@ -247,13 +247,13 @@ def run_time_outputs(root: Path | str | None = None) -> list:
     if times.empty:
         return [Markdown("No finished runs yet.")]
     order = {name: i for i, name in enumerate(PROFILES)}
-    return _headed_tables(times, ["profile", "hardware", "variant"],
+    return grouped_tables(times, ["profile", "hardware", "variant"],
                           lambda profile, hardware, variant:
                           f"**`{profile}` profile · {hardware_label(hardware)} · {variant}**",
                           sort=lambda key: (order.get(key[0], len(order)), key))
 
 
-def _headed_tables(frame: pd.DataFrame, by: list[str], heading, sort=None) -> list:
+def grouped_tables(frame: pd.DataFrame, by: list[str], heading, sort=None) -> list:
     """One table per group of `frame` over the columns `by` (without them), under its `heading(*key)` in
     Markdown; groups in order of appearance, or of `sort(key)`."""
     from IPython.display import Markdown
@@ -310,7 +310,7 @@ def run_phase_outputs(profile: str = "paper", root: Path | str | None = None) ->
     phases = run_phases(profile, root)
     if phases.empty:
         return [Markdown(f"No finished `{profile}`-profile run yet.")]
-    return _headed_tables(phases, ["hardware"], lambda hardware: f"**{hardware_label(hardware)}**", sort=str)
+    return grouped_tables(phases, ["hardware"], lambda hardware: f"**{hardware_label(hardware)}**", sort=str)
 
 
 def total_time_note(profile: str, root: Path | str | None = None) -> str:
