@@ -201,15 +201,12 @@ def cores_label(cores: float) -> str:
 
 
 def most_cores_label(cores) -> str:
-    """The most CPU cores other processes took during any of several timings: '0.40', '≥ 0.40 (1 of 2 runs
-    recorded)' where some timings did not record it, or 'not recorded'."""
+    """The most CPU cores other processes took during any of several timings (`cores_label`), as '≥ 0.40 (1 of 2
+    recorded)' where only some timings recorded it."""
     cores = pd.Series(cores, dtype=float)
     recorded = cores.dropna()
-    if recorded.empty:
-        return "not recorded"
-    if len(recorded) < len(cores):
-        return f"≥ {recorded.max():.2f} ({len(recorded)} of {len(cores)} recorded)"
-    return f"{recorded.max():.2f}"
+    most = cores_label(recorded.max() if len(recorded) else np.nan)
+    return f"≥ {most} ({len(recorded)} of {len(cores)} recorded)" if 0 < len(recorded) < len(cores) else most
 
 
 def bench_provenance(records: pd.DataFrame) -> pd.DataFrame:
@@ -310,7 +307,8 @@ def run_phase_outputs(profile: str = "paper", root: Path | str | None = None) ->
     phases = run_phases(profile, root)
     if phases.empty:
         return [Markdown(f"No finished `{profile}`-profile run yet.")]
-    return grouped_tables(phases, ["hardware"], lambda hardware: f"**{hardware_label(hardware)}**", sort=str)
+    return grouped_tables(phases, ["hardware"], lambda hardware: f"**{hardware_label(hardware)}**",
+                          sort=lambda key: key)
 
 
 def total_time_note(profile: str, root: Path | str | None = None) -> str:
