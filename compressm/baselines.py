@@ -29,6 +29,7 @@ METHODS = {"compressm": "CompreSSM", "scratch": "from scratch", "distillation": 
            "regularisation": "Hankel regularisation"}
 SOURCES = {"ours": "our runs", "paper": "the paper (Tables 2, 3)", "authors_code": "the authors' code",
            "secondary": "secondary summary of the paper (unverified)"}
+SOURCE_TAGS = {"paper": "paper", "authors_code": "authors' code", "secondary": "secondary, unverified"}  # in cells
 
 
 class Size(NamedTuple):
@@ -223,27 +224,28 @@ def verdict(difference: stats.Difference, method: str, other: str) -> str:
 PAIRS = (("distillation", "compressm"), ("regularisation", "compressm"), ("distillation", "scratch"),
          ("regularisation", "scratch"))
 VERDICT_COLUMNS = ["profile", "hardware", "dataset", "size", "method", "against", "seeds", "difference (points)",
-                   "95 % interval", "verdict", "time ratio", "paper difference", "paper source"]
+                   "95 % interval", "verdict", "time ratio", "paper difference (source)"]
 
 
-def _paper_difference(paper: pd.DataFrame, dataset: str, size: int, method: str, other: str) -> tuple[str, str]:
-    """The paper's accuracy difference of `method` against `other` near `size` (same source for both), and its
-    source; ('-', '-') where the paper has no such pair."""
+def _paper_difference(paper: pd.DataFrame, dataset: str, size: int, method: str, other: str) -> str:
+    """The paper's accuracy difference of `method` against `other` near `size` with its source in words:
+    '-1.1 (secondary, unverified)', '-0.2 (secondary, unverified, against the paper)' where `other`'s number
+    comes from the paper's tables, '-' where the paper has no such pair."""
     for source in ("secondary", "authors_code", "paper"):
         rows = paper[(paper.dataset == dataset) & (abs(paper["size"] - size) <= 1)]
         a = rows[(rows.method == method) & (rows.source == source)]
         same, tables = (rows[(rows.method == other) & (rows.source == s)] for s in (source, "paper"))
         b = same if len(same) else tables
         if len(a) and len(b):
-            return f"{a.accuracy.iloc[0] - b.accuracy.iloc[0]:+.1f}", SOURCES[source] + (
-                "" if len(same) else f" against {SOURCES['paper']}")
-    return "-", "-"
+            against = "" if len(same) else f", against the {SOURCE_TAGS['paper']}"
+            return f"{a.accuracy.iloc[0] - b.accuracy.iloc[0]:+.1f} ({SOURCE_TAGS[source]}{against})"
+    return "-"
 
 
 def verdicts(runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per profile, hardware, size and pair of `PAIRS` with runs on both sides: the difference of mean test
     accuracies (points), Welch's 95 % interval, the verdict, the ratio of mean (pipeline) training times, and the
-    paper's difference with its source."""
+    paper's difference with its source (`_paper_difference`)."""
     paper = published() if paper is None else paper
     rows = []
     for (profile, hardware, dataset, size), group in runs[runs.method != "full"].groupby(
@@ -253,14 +255,13 @@ def verdicts(runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFr
             if a.empty or b.empty:
                 continue
             d = stats.welch_difference(a.test_acc, b.test_acc)
-            paper_diff, source = _paper_difference(paper, dataset, size, method, other)
             rows.append({"profile": profile, "hardware": hardware, "dataset": dataset, "size": size, "method": method,
                          "against": other, "seeds": f"{len(a)} vs {len(b)}",
                          "difference (points)": round(d.estimate, 2),
                          "95 % interval": f"{d.low:+.1f} to{NBSP}{d.high:+.1f}" if d.tested else "-",
                          "verdict": verdict(d, method, other),
                          "time ratio": round(a.time_s.mean() / b.time_s.mean(), 2),
-                         "paper difference": paper_diff, "paper source": source})
+                         "paper difference (source)": _paper_difference(paper, dataset, size, method, other)})
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 
@@ -302,27 +303,30 @@ def missing_commands(profile: str = "cpu", seeds=(8, 42, 123), root=None) -> lis
 # ----------------------------------------------------------------------------------------------------------
 # The regularised runs: what the truncation cost, and what the penalty costs per step
 # ----------------------------------------------------------------------------------------------------------
-TRUNCATION_COLUMNS = ["profile", "seed", "hsv_weight", "step", "discarded_energy", "val_before", "val_after",
-                      "val_final", "test_acc", "final_size"]
+TRUNCATION_COLUMNS = {"profile": "profile", "seed": "seed", "hsv_weight": "weight λ", "step": "cut at step",
+                      "discarded_energy": "energy discarded %", "val_before": "val. % before",
+                      "val_after": "val. % after", "val_final": "val. % at the end", "test_acc": "test %",
+                      "final_size": "final N"}  # column -> label in the book
 
 
 def truncations(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per regularised run in `run_table`: lambda, the truncation step, the share of Hankel energy it discarded
-    (sum over blocks), validation accuracy (%) just before and just after it and at the end of the fine-tune,
-    test accuracy (%) of the selected model and the final size."""
+    """Per regularised run in `run_table`: lambda, the truncation step, the share (%) of Hankel energy it
+    discarded (mean over blocks), validation accuracy (%) just before and just after it and at the end of the
+    fine-tune, test accuracy (%) of the selected model and the final size."""
     rows = []
     for run in runs[runs.method == "regularisation"].itertuples():
         metrics, config = records.load_metrics(run.path), get_config(run.config, run.profile)
         events = metrics["reductions"]
         step = events[0]["step"] if events else None
         at = next((row for row in metrics["history"] if row["step"] == step), {})
+        discarded = np.mean([e["discarded_energy"] for e in events] or [np.nan])
         rows.append({"profile": run.profile, "seed": run.seed, "hsv_weight": f"{config.objective.hsv_weight:g}",
-                     "step": step, "discarded_energy": np.mean([e["discarded_energy"] for e in events] or [np.nan]),
+                     "step": step, "discarded_energy": 100 * discarded,
                      "val_before": 100 * at.get("val_acc", np.nan),
                      "val_after": 100 * at.get("val_acc_after_reduction", np.nan),
                      "val_final": 100 * metrics["history"][-1]["val_acc"], "test_acc": run.test_acc,
-                     "final_size": run.state_size})
-    return pd.DataFrame(rows, columns=TRUNCATION_COLUMNS)
+                     "final_size": int(run.state_size)})
+    return pd.DataFrame(rows, columns=list(TRUNCATION_COLUMNS))
 
 
 def hsv_totals(path, rank: int, block: int = 0) -> pd.DataFrame:

@@ -284,14 +284,14 @@ def gpu_hours_outputs(table: int, root: Path | str | None = None) -> list:
 
 
 def run_phases(profile: str = "paper", root: Path | str | None = None) -> pd.DataFrame:
-    """Wall-clock time per phase of each finished run of a profile: training (steps and recompilations),
-    evaluation (validation, checkpoints, test), reductions, the rest, in all; what else ran (`cores_label`) and
-    the steps a run was resumed from."""
+    """Wall-clock time per phase of each finished run of a profile (config with its overrides in brackets):
+    training (steps and recompilations), evaluation (validation, checkpoints, test), reductions, the rest, in
+    all; what else ran (`cores_label`) and the steps a run was resumed from."""
     runs = result_runs(book_runs(root))
     runs = runs[runs.profile == profile].sort_values(["config", "seed"]).reset_index(drop=True)
     rest = runs.wall_time_s - runs.train_time_s - runs.eval_time_s - runs.reduction_time_s
     return pd.DataFrame({
-        "config": runs.config + ["" if not o else f"@{o}" for o in runs.overrides], "seed": runs.seed,
+        "config": runs.config + ["" if not o else f" ({o})" for o in runs.overrides], "seed": runs.seed,
         "hardware": runs.hardware,
         "training": runs.train_time_s.map(duration), "evaluation": runs.eval_time_s.map(duration),
         "reductions": runs.reduction_time_s.map(duration), "rest": rest.map(duration),

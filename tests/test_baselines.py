@@ -84,7 +84,9 @@ def test_verdicts_and_the_ranking(runs_root):
     assert table.loc[("distillation", "scratch"), "verdict"] == "from scratch ahead"
     hankel = table.loc[("regularisation", "compressm")]
     assert hankel["time ratio"] == pytest.approx(4000 / 380, abs=0.01)
-    assert hankel["paper difference"] == "-1.1" and "secondary" in hankel["paper source"]
+    assert hankel["paper difference (source)"] == "-1.1 (secondary, unverified)"
+    assert table.loc[("regularisation", "scratch"), "paper difference (source)"] == (  # scratch: Table 2
+        "-0.2 (secondary, unverified, against the paper)")
     text = baselines.ranking_text(table.reset_index())
     assert "Hankel regularisation**: on accuracy the ranking holds" in text
     assert "CompreSSM trains 10.53x faster" in text
@@ -109,6 +111,7 @@ def test_side_by_side_and_truncations(runs_root):
     assert (table[table.config == "smnist_distill_n47"]["ours: accuracy %"] == "-").all()
     cut = baselines.truncations(runs)
     assert len(cut) == 3 and (cut.step == 9500).all() and list(cut.val_after) == pytest.approx([80.0] * 3)
+    assert list(cut.discarded_energy) == pytest.approx([5.0] * 3) and (cut.final_size == 28).all()  # % and N
     assert (cut.hsv_weight == f"{get_config('smnist_hankel_n28').objective.hsv_weight:g}").all()
     totals = baselines.hsv_totals(runs[runs.method == "regularisation"].path.iloc[0], rank=28)
     assert list(totals.step) == [0, 5000, 9500] and (totals.beyond < 1).all()
