@@ -1,8 +1,6 @@
 """HSV dynamics: the Hankel operator H and its eigenvalues, the Weyl bound on random parameter perturbations,
 tracking by eigenvector overlap, the recorder, and the recorder inside training (checkpointed, exact on resume)."""
 
-import os
-from pathlib import Path
 
 import jax
 import numpy as np
