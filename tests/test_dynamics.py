@@ -1,7 +1,6 @@
 """HSV dynamics: the Hankel operator H and its eigenvalues, the Weyl bound on random parameter perturbations,
 tracking by eigenvector overlap, the recorder, and the recorder inside training (checkpointed, exact on resume)."""
 
-
 import jax
 import numpy as np
 import pytest
