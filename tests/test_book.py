@@ -66,6 +66,16 @@ def browser():
     driver.quit()
 
 
+def _open(browser, page: Path) -> None:
+    """Load a page and wait (up to 30 s) until its body holds the page's article: on a loaded machine headless
+    Chromium can return from `get` before the DOM is there (a test once found no links at all on a page)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(Path(page).as_uri())
+    WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, "article"))
+
+
 def _pages(html: Path) -> list[Path]:
     return sorted((Path(html) / "book").glob("*.html"))
 
@@ -78,7 +88,7 @@ def test_every_page_reads_clean_in_headless_chromium(built_book, browser):
     pages = _pages(html)
     assert {p.stem for p in pages} >= set(RESULT_PAGES) | {"train", "reproducing", "speed", "api", "method"}
     for page in pages:
-        browser.get(page.as_uri())
+        _open(browser, page)
         text = browser.find_element(By.TAG_NAME, "article").get_attribute("textContent")
         assert not RAW_MYST.search(text), f"{page.name} shows raw MyST: {RAW_MYST.search(text).group(0)!r}"
         assert not MACHINE_PATH.search(text) and str(root) not in text, \
@@ -100,11 +110,11 @@ def test_no_results_table_has_a_smoke_row_and_the_plumbing_check_is_one_collapse
 
     _, html = built_book
     for name in RESULT_PAGES:
-        browser.get((Path(html) / "book" / f"{name}.html").as_uri())
+        _open(browser, Path(html) / "book" / f"{name}.html")
         for row in browser.find_elements(By.CSS_SELECTOR, "article table tbody tr"):
             text = row.get_attribute("textContent")
             assert "smoke" not in text, f"{name}: a results table row shows a smoke run: {text!r}"
-    browser.get((Path(html) / "book" / "table2.html").as_uri())
+    _open(browser, Path(html) / "book" / "table2.html")
     notes = browser.find_elements(By.CSS_SELECTOR, "article .admonition.dropdown")
     assert [n.find_element(By.CSS_SELECTOR, ".admonition-title").get_attribute("textContent").strip()
             for n in notes] == ["Plumbing check: passed"]
@@ -114,7 +124,7 @@ def test_table2_page_leads_with_verdicts_and_has_a_row_per_configuration(built_b
     from selenium.webdriver.common.by import By
 
     _, html = built_book
-    browser.get((Path(html) / "book" / "table2.html").as_uri())
+    _open(browser, Path(html) / "book" / "table2.html")
     assert "Table 2" in browser.title
     headings = [h.get_attribute("textContent").strip("#¶ \n").replace("\u2019", "'")
                 for h in browser.find_elements(By.CSS_SELECTOR, "article h2")]
@@ -130,12 +140,12 @@ def test_the_book_links_the_paper_the_code_and_the_repository_and_the_notebook_d
     from selenium.webdriver.common.by import By
 
     _, html = built_book
-    browser.get((Path(html) / "book" / "intro.html").as_uri())
+    _open(browser, Path(html) / "book" / "intro.html")
     hrefs = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "a")}
     assert {"https://arxiv.org/abs/2510.02823", "https://github.com/camail-official/compressm",
             links.repository_url()} <= hrefs
     page = Path(html) / "book" / "train.html"
-    browser.get(page.as_uri())
+    _open(browser, page)
     hrefs = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
     downloads = [h for h in hrefs if "/_downloads/" in h and h.endswith("/train.ipynb")]
     assert downloads, f"no download link to the notebook on {page}; links: {hrefs}"
