@@ -85,6 +85,7 @@ def test_run_times_are_one_table_per_setting_the_papers_budget_first(tmp_path):
     cpu = outputs[5].data  # the Styler's frame; 3.3 min: the mean of 100 s and 300 s
     assert cpu.config.tolist() == ["smnist_tau0.01"] and cpu.runs.tolist() == [2]
     assert cpu["training time per run"].item() == "3.3\u00a0min" and "profile" not in cpu.columns
+    assert cpu["fastest run"].item() == "101\u00a0s"  # wall-clock: training + 1 s in the fakes
 
 
 def test_styled_tables_escape_text_and_show_a_dash_for_missing_values():
