@@ -231,8 +231,8 @@ def _paper_difference(paper: pd.DataFrame, dataset: str, size: int, method: str,
     """The paper's accuracy difference of `method` against `other` near `size` with its source in words:
     '-1.1 (secondary, unverified)', '-0.2 (secondary, unverified, against the paper)' where `other`'s number
     comes from the paper's tables, '-' where the paper has no such pair."""
+    rows = paper[(paper.dataset == dataset) & (abs(paper["size"] - size) <= 1)]
     for source in ("secondary", "authors_code", "paper"):
-        rows = paper[(paper.dataset == dataset) & (abs(paper["size"] - size) <= 1)]
         a = rows[(rows.method == method) & (rows.source == source)]
         same, tables = (rows[(rows.method == other) & (rows.source == s)] for s in (source, "paper"))
         b = same if len(same) else tables
