@@ -24,17 +24,9 @@ from compressm.configs import get_config
 from compressm.errors import ConfigError
 from compressm.findings import AS_FOUND, CONTRARY, UNTESTED, claim_margin
 from compressm.findings import verdict as verdict_word
-from compressm.paper import paper_values
+from compressm.paper import SOURCES, paper_values
 from compressm.tables import mean_sd, paper_number
 
-SOURCES = {  # how the book labels the paper's side (ablations.yaml says which applies)
-    "paper": "the paper (Tables 2 and 3)",
-    "figure": "read off the paper's Fig. 2 (approximate)",
-    "authors": "the authors' code",
-    "secondary": "a secondary summary of the paper, not verified against it",
-}
-SOURCE_TAGS = {"paper": "paper", "figure": "paper's Fig. 2", "authors": "authors' code",
-               "secondary": "paper via a secondary summary (unverified)"}  # the same, short, for legends
 SEEDS = (42, 8, 123)  # the seeds of the ablation runs, in the order to run them (42 first)
 PROFILE = "cpu"  # the profile of the ablation runs
 UNRESOLVED = "not resolved"

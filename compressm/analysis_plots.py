@@ -1,5 +1,5 @@
 """Figures of the Ablations and HSV-dynamics pages. Each function returns a Figure; ours filled, the paper's hollow
-with a marker per source (`analysis.SOURCE_TAGS`)."""
+with a marker per source (`paper.SOURCE_TAGS`)."""
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker
@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 
 from compressm import dynamics
-from compressm.analysis import SOURCE_TAGS, Ablation, label, paper_numbers
+from compressm.analysis import Ablation, label, paper_numbers
+from compressm.paper import SOURCE_TAGS
 
 _SOURCE_MARKER = {"paper": "D", "secondary": "s", "figure": "^", "authors": "v"}
 

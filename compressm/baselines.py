@@ -21,15 +21,12 @@ import pandas as pd
 
 from compressm import records, stats
 from compressm.configs import get_config
-from compressm.paper import baseline_values, paper_table, paper_values
+from compressm.paper import SOURCE_TAGS, baseline_values, paper_table, paper_values
 from compressm.results import NBSP, bench_root, book_runs, result_runs
 from compressm.tables import mean_sd
 
 METHODS = {"compressm": "CompreSSM", "scratch": "from scratch", "distillation": "distillation",
            "regularisation": "Hankel regularisation"}
-SOURCES = {"ours": "our runs", "paper": "the paper (Tables 2, 3)", "authors_code": "the authors' code",
-           "secondary": "secondary summary of the paper (unverified)"}
-SOURCE_TAGS = {"paper": "paper", "authors_code": "authors' code", "secondary": "secondary, unverified"}  # in cells
 
 
 class Size(NamedTuple):
@@ -148,7 +145,7 @@ PUBLISHED_COLUMNS = ["source", "table", "dataset", "method", "size", "config", "
 
 
 def published() -> pd.DataFrame:
-    """The paper's numbers for the page's comparisons, one row each with its source (`SOURCES`): CompreSSM and
+    """The paper's numbers for the page's comparisons, one row each with its source (`paper.SOURCES`): CompreSSM and
     from-scratch rows of Tables 2 and 3 (paper_values.yaml), and the baselines' rows (its `baselines:` section;
     the authors' per-seed accuracies aggregated as the paper does, the top-3 mean, with the sample std)."""
     rows = []
@@ -179,7 +176,7 @@ def _paper_cell(rows: pd.DataFrame) -> str:
     for r in rows.itertuples():
         std = f" ± {r.accuracy_std:.1f}" if pd.notna(r.accuracy_std) else ""
         speed = f", {r.speed:.2f}x" if pd.notna(r.speed) else ""
-        where = {"paper": f"paper, Table {r.table}", "authors_code": f"authors' code, {r.n} seeds",
+        where = {"paper": f"paper, Table {r.table}", "authors": f"authors' code, {r.n} seeds",
                  "secondary": f"secondary, Table {r.table}"}[r.source]
         cells.append(f"{r.accuracy:.1f}{std} at N = {r.state_size:g}{speed} ({where})")
     return "; ".join(cells) or "-"
@@ -229,10 +226,10 @@ VERDICT_COLUMNS = ["profile", "hardware", "dataset", "size", "method", "against"
 
 def _paper_difference(paper: pd.DataFrame, dataset: str, size: int, method: str, other: str) -> str:
     """The paper's accuracy difference of `method` against `other` near `size` with its source in words:
-    '-1.1 (secondary, unverified)', '-0.2 (secondary, unverified, against the paper)' where `other`'s number
+    '-1.1 (unverified secondary summary)', '-0.2 (unverified secondary summary, against the paper)' where `other`'s number
     comes from the paper's tables, '-' where the paper has no such pair."""
     rows = paper[(paper.dataset == dataset) & (abs(paper["size"] - size) <= 1)]
-    for source in ("secondary", "authors_code", "paper"):
+    for source in ("secondary", "authors", "paper"):
         a = rows[(rows.method == method) & (rows.source == source)]
         same, tables = (rows[(rows.method == other) & (rows.source == s)] for s in (source, "paper"))
         b = same if len(same) else tables

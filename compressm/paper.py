@@ -14,6 +14,14 @@ import yaml
 from compressm.errors import ConfigError
 
 Role = Literal["baseline", "compressed", "scratch"]
+SOURCES = {  # where a number or finding on the paper's side comes from: every one names its source
+    "paper": "the paper (Tables 2 and 3)",
+    "figure": "read off the paper's Fig. 2 (approximate)",
+    "authors": "the authors' code",
+    "secondary": "a secondary summary of the paper, not verified against it",
+}
+SOURCE_TAGS = {"paper": "paper", "figure": "paper's Fig. 2", "authors": "authors' code",
+               "secondary": "unverified secondary summary"}  # the same, short, for legends and table cells
 
 
 class PaperTable(NamedTuple):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from compressm.configs import get_config
 from compressm.lru import RECURRENCES
-from compressm.paper import role
+from compressm.paper import SOURCE_TAGS, role
 from compressm.records import hsv_key, snapshot_steps
 from compressm.results import config_label, hardware_label
 
@@ -388,16 +388,16 @@ def energy_share(spectra: dict[str, dict], fraction: float = 0.5, block: int = 0
 # The paper's baselines (Baselines page)
 # ----------------------------------------------------------------------------------------------------------
 _METHOD_COLOUR = {"compressm": "C1", "scratch": "C2", "distillation": "C3", "regularisation": "C4", "full": "C0"}
-_SOURCE_MARKER = {"paper": "o", "authors_code": "s", "secondary": "^"}
+_SOURCE_MARKER = {"paper": "o", "authors": "s", "secondary": "^"}
 _PROFILE_MARKER = {"paper": "o", "cpu": "D"}  # ours, filled: the budget a point was trained at
 
 
 @_book_style
-def method_comparison(ours: pd.DataFrame, paper: pd.DataFrame, x: str, labels: dict, sources: dict) -> plt.Figure:
+def method_comparison(ours: pd.DataFrame, paper: pd.DataFrame, x: str, labels: dict) -> plt.Figure:
     """Test accuracy against x = 'size' (final state size) or 'speed' (training speed relative to the full model),
     one panel per data set: ours filled (mean +- sample std over seeds, per profile), the paper's hollow with a
-    marker per source. `ours` and `paper` are `baselines.aggregate` and `baselines.published`; labels and
-    sources name methods and sources."""
+    marker per source (`paper.SOURCE_TAGS`). `ours` and `paper` are `baselines.aggregate` and
+    `baselines.published`; `labels` names the methods."""
     datasets = ["smnist", "scifar"]
     fig, axes = _panel_grid(2, height=3.8)
     ours_x, paper_x = {"size": ("size_mean", "state_size"), "speed": ("speed", "speed")}[x]
@@ -411,7 +411,7 @@ def method_comparison(ours: pd.DataFrame, paper: pd.DataFrame, x: str, labels: d
             for source, group in theirs.groupby("source"):
                 ax.scatter(group[paper_x].astype(float), group.accuracy, marker=_SOURCE_MARKER[source],
                            facecolors="none", edgecolors=colour, s=60,
-                           label=f"{labels.get(method, method)}, {sources[source]}")
+                           label=f"{labels.get(method, method)}, {SOURCE_TAGS[source]}")
         ax.set(xscale="log", title={"smnist": "sMNIST", "scifar": "sCIFAR"}[dataset], ylabel="test accuracy (%)",
                xlabel="final state size N (per-block mean)" if x == "size" else "speed vs the full model")
         ax.xaxis.set_major_formatter("{x:g}")

@@ -13,7 +13,7 @@ import pytest
 from compressm import analysis, analysis_plots, compression, dynamics, records
 from compressm.configs import config_names, get_config
 from compressm.findings import AS_FOUND, CONTRARY, UNTESTED
-from compressm.paper import paper_values
+from compressm.paper import SOURCES, paper_values
 from compressm.results import NBSP
 
 
@@ -37,12 +37,12 @@ def test_every_group_names_packaged_configs_known_sources_and_its_own_checks():
     names = set(config_names())
     for group in analysis.ablations().values():
         assert set(group.configs) <= names, group.name
-        assert {source for source, _ in group.findings} <= set(analysis.SOURCES)
+        assert {source for source, _ in group.findings} <= set(SOURCES)
         for check in group.checks:
             assert {check.a, check.b} <= set(group.configs) and check.relation in ("same", "below", "above")
             assert check.metric in ("accuracy", "size_spread")
     for config, numbers in analysis.extra_numbers().items():
-        assert config in names and numbers["source"] in analysis.SOURCES
+        assert config in names and numbers["source"] in SOURCES
         assert config not in paper_values(), f"{config}: Table 2/3 numbers live in paper_values.yaml only"
 
 
@@ -181,7 +181,7 @@ def test_tau_curve_draws_ours_and_the_papers(tmp_path):
     labels = figure.axes[0].get_legend_handles_labels()[1]
     assert "compressed in training, ours (cpu)" in labels
     assert "compressed in training, paper" in labels  # Table 2's tau runs
-    assert "compressed in training, paper via a secondary summary (unverified)" in labels  # tau = 0.001, 0.005
+    assert "compressed in training, unverified secondary summary" in labels  # tau = 0.001, 0.005
     plt.close("all")
 
 

@@ -84,9 +84,9 @@ def test_verdicts_and_the_ranking(runs_root):
     assert table.loc[("distillation", "scratch"), "verdict"] == "from scratch ahead"
     hankel = table.loc[("regularisation", "compressm")]
     assert hankel["time ratio"] == pytest.approx(4000 / 380, abs=0.01)
-    assert hankel["paper difference (source)"] == "-1.1 (secondary, unverified)"
+    assert hankel["paper difference (source)"] == "-1.1 (unverified secondary summary)"
     assert table.loc[("regularisation", "scratch"), "paper difference (source)"] == (  # scratch: Table 2
-        "-0.2 (secondary, unverified, against the paper)")
+        "-0.2 (unverified secondary summary, against the paper)")
     text = baselines.ranking_text(table.reset_index())
     assert "Hankel regularisation**: on accuracy the ranking holds" in text
     assert "CompreSSM trains 10.53x faster" in text
@@ -94,10 +94,10 @@ def test_verdicts_and_the_ranking(runs_root):
 
 def test_published_numbers_carry_their_sources():
     paper = baselines.published()
-    kd = paper[(paper.source == "authors_code") & (paper["size"] == 58)].iloc[0]
+    kd = paper[(paper.source == "authors") & (paper["size"] == 58)].iloc[0]
     assert kd.accuracy == pytest.approx(79.37, abs=0.005) and kd.n == 5  # the authors' top-3 mean
     assert kd.accuracy_std == pytest.approx(np.std([76.13, 79.13, 79.76, 79.23, 78.89], ddof=1))
-    assert set(paper.source) == {"paper", "authors_code", "secondary"}
+    assert set(paper.source) == {"paper", "authors", "secondary"}
     table6 = paper[(paper.source == "secondary") & (paper.method == "regularisation")].iloc[0]
     assert (table6.table, table6.accuracy, table6.speed) == (6, 95.8, 0.06)
 
