@@ -169,12 +169,13 @@ def _detail(view: TableView, setting, mine: pd.DataFrame, outcomes: dict) -> str
             for r in setting_rows(view, setting).itertuples())
         return f"this setting lacks the runs to compare; it has {have}"
     groups: dict[str, list[str]] = {}
-    for tau, outcome in outcomes.items():
-        groups.setdefault(outcome, []).append(tau)
+    for (tau, outcome), d in zip(outcomes.items(), mine.difference):
+        groups.setdefault(outcome, []).append(f"{tau} ({_interval(d)})")
     seeds = sorted({d.n_a for d in mine.difference} | {d.n_b for d in mine.difference})
-    n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    n = f"{seeds[0]} seed{'s' if seeds[0] > 1 else ''}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} seeds"
+    how = f"95{NBSP}% Welch intervals" if any(d.tested for d in mine.difference) else "no interval from one seed"
     return "; ".join(f"{outcome} at {', '.join(taus)}" for outcome, taus in groups.items()) + \
-        f" ({n} seeds per configuration, 95{NBSP}% Welch intervals)"
+        f" (difference in points, compressed minus other; {n} per configuration, {how})"
 
 
 def claim_text(table: int, claim: str) -> str:

@@ -9,6 +9,7 @@ from fakes import write_fake_run
 
 from compressm import findings, results, stats, tables
 from compressm.paper import table_configs
+from compressm.results import NBSP
 
 ACC = {"smnist_baseline": 0.97, "smnist_tau0.01": 0.965, "smnist_tau0.02": 0.962, "smnist_tau0.04": 0.96,
        "smnist_scratch_n47": 0.95, "smnist_scratch_n28": 0.93, "smnist_scratch_n13": 0.90}
@@ -84,10 +85,20 @@ def test_verdicts_follow_the_intervals(tmp_path):
     verdicts = findings.verdicts(view).set_index("claim").verdict
     # compressed within 1.0 points of the full model (the paper's largest loss is 1.4), above scratch everywhere
     assert verdicts.to_dict() == {"close": "Holds", "scratch": "Holds"}
+    detail = findings.verdicts(view).set_index("claim").detail["close"]  # each tau's difference and interval
+    assert f"τ{NBSP}={NBSP}0.01 (-0.5 [-0.7,{NBSP}-0.3])" in detail and "3 seeds per configuration, 95" in detail
     frame = findings.comparison_table(view, "scratch", 0)
     assert frame.outcome.tolist() == ["compressed better"] * 3
     markdown = findings.findings_markdown({2: view, 3: results.table_view(3, tmp_path)}, results.load_bench(tmp_path))
     assert "{doc}`table2`" in markdown and "**Holds**" in markdown and "**Not tested**" in markdown
+
+
+def test_one_seed_verdicts_give_the_difference_without_an_interval(tmp_path):
+    fake_table2(tmp_path, seeds=(42,))
+    found = findings.verdicts(results.table_view(2, tmp_path)).set_index("claim")
+    assert found.verdict["close"] == "Not tested"
+    assert f"τ{NBSP}={NBSP}0.04 (-1.0)" in found.detail["close"]
+    assert "1 seed per configuration, no interval from one seed" in found.detail["close"]
 
 
 def test_outcome_rules():
