@@ -226,8 +226,8 @@ VERDICT_COLUMNS = ["profile", "hardware", "dataset", "size", "method", "against"
 
 def _paper_difference(paper: pd.DataFrame, dataset: str, size: int, method: str, other: str) -> str:
     """The paper's accuracy difference of `method` against `other` near `size` with its source in words:
-    '-1.1 (unverified secondary summary)', '-0.2 (unverified secondary summary, against the paper)' where `other`'s number
-    comes from the paper's tables, '-' where the paper has no such pair."""
+    '-1.1 (unverified secondary summary)', '-0.2 (unverified secondary summary, against the paper)' where
+    `other`'s number comes from the paper's tables, '-' where the paper has no such pair."""
     rows = paper[(paper.dataset == dataset) & (abs(paper["size"] - size) <= 1)]
     for source in ("secondary", "authors", "paper"):
         a = rows[(rows.method == method) & (rows.source == source)]
