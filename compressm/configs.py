@@ -26,6 +26,8 @@ Schedule = Literal["constant", "warmup_cosine"]
 Mode = Literal["none", "tolerance", "fixed", "pragmatic", "rank"]
 OptStatePolicy = Literal["slice", "reset"]
 NormRule = Literal["ema", "batch"]  # model.BatchNorm: the authors' equinox rule, or flax's batch statistics
+DropoutMask = Literal["batch", "example"]  # model.Block: one dropout mask for the batch (the authors'), or one each
+ModelSelection = Literal["paper", "authors"]  # train.select: which evaluation's model is reported
 Loss = Literal["cross_entropy", "distillation", "hankel"]  # objectives.objective_for
 
 
@@ -82,6 +84,8 @@ class ModelConfig:
     max_phase: float = 6.28
     recurrence: RecurrenceChoice = "auto"  # "auto": chosen per backend and shape by lru.choose_recurrence
     norm: NormRule = "ema"  # BatchNorm's training statistics: the authors' running mix, or the batch's (flax)
+    time_channel: bool = True  # each step's input is [t / L, x_t], time first: the authors' runs ("time": "True")
+    dropout_mask: DropoutMask = "batch"  # the authors' runs share one mask across the batch (one key per step)
 
     def __post_init__(self):
         _check_fields(self)
@@ -198,6 +202,11 @@ class RunConfig:
     eval_batch_size: int = 500  # evaluation only; results do not depend on it
     data_limit: int | None = None  # keep only this many examples per split (smoke profile)
     profile: str = "paper"
+    # The reported model: "paper", the paper's text (the best validation accuracy, reset to the re-measured
+    # accuracy of the reduced model after each reduction); "authors", the authors' trainer (no reset, ties
+    # count, the just-reduced model, early stop after more than 10 evaluations without improvement). A run
+    # records both (`selection.py`); this one is its test_acc, and "authors" ends training when it stops.
+    model_selection: ModelSelection = "paper"
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     reduction: ReductionConfig = field(default_factory=ReductionConfig)

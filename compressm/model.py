@@ -7,15 +7,21 @@ Activations are held channels first, (H, B, L): with the paper's narrow models (
 layer is then one wide matrix product, and every reduction over batch and time runs along contiguous memory.
 Parameters have the usual shapes (Dense kernels (in, out)); the model maps (B, L, d) to logits (B, classes).
 
-The first block's LRU input is an affine image of the model input: u = norm(x W + b) = A [x; 1], with A
-(H, d + 1) from the encoder and the normalisation statistics. Where d + 1 < H (sMNIST: d = 1, H = 8) the LRU
-runs on [x; 1] through B A (`lru.response`): the same output for (d + 1) / H of the recurrence's input work.
+With `config.time_channel` (the authors' runs) each step's input is [t / L, x_t], time first
+(`with_time`): the encoder is Dense(1 + d -> H). The first block's LRU input is an affine image of the model
+input: u = norm([t; x] W + b) = A_x x + A_s s, with the batch-independent s = [t; 1] (or [1] without time) and
+A from the encoder and the normalisation statistics. Where the input has fewer channels than H (sMNIST: d = 1,
+H = 8) the LRU runs on x through B A_x, one channel per example, and on s through B A_s once per batch
+(`lru.response` is linear): the same output for a fraction of the recurrence's input work.
 
 Each block has its own state size (they differ after reduction), so a model is built for a tuple of sizes
 (`train.build_model(config, dataset, state_sizes_of(params), recurrence)`).
 Parameter paths: params["blocks_<i>"]["lru"]["nu_log"] etc.; `block_lru` and `with_block_lru` read and replace them.
 Dense layers use the PyTorch/Equinox initialisation of the authors' code, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 """
+
+import math
+from functools import partial
 
 import flax.linen as nn
 import jax
@@ -72,15 +78,21 @@ class LRU(nn.Module):
     def _system(self):
         return lru.system_from({name: getattr(self, name) for name in lru.PARAMS})
 
-    def __call__(self, x: jax.Array, input_map: jax.Array | None = None) -> jax.Array:
-        """LRU output (H, B, L) for the input u = x (H, B, L), or u = A x for x (d, B, L) and input_map A (H, d)."""
+    def __call__(self, x: jax.Array, input_map: jax.Array | None = None,
+                 shared: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+        """LRU output (H, B, L) for the input u = x (H, B, L), or u = A x + S s for x (d, B, L), input_map A (H, d)
+        and shared = (s (c, L), S (H, c)), a batch-independent part whose response is computed once."""
         lambdas, B, C, D = self._system()
+        respond = lambda B_in, seq: lru.response(self.config.recurrence, lambdas, B_in, C, seq.T).T  # (d, L) -> (H, L)
         if input_map is None:
-            B_x, skip = B, D[:, None, None] * x
-        else:  # D u = (D A) x
-            B_x, skip = B @ input_map.astype(B.dtype), jnp.tensordot(D[:, None] * input_map, x, axes=(1, 0))
-        respond = lambda seq: lru.response(self.config.recurrence, lambdas, B_x, C, seq.T).T  # (d, L) -> (H, L)
-        return jax.vmap(respond, in_axes=1, out_axes=1)(x) + skip
+            return jax.vmap(partial(respond, B), in_axes=1, out_axes=1)(x) + D[:, None, None] * x
+        # D u = (D A) x + (D S) s
+        y = jax.vmap(partial(respond, B @ input_map.astype(B.dtype)), in_axes=1, out_axes=1)(x)
+        y = y + jnp.tensordot(D[:, None] * input_map, x, axes=(1, 0))
+        if shared is not None:
+            s, S = shared
+            y = y + (respond(B @ S.astype(B.dtype), s) + (D[:, None] * S) @ s)[:, None, :]
+        return y
 
     def step(self, x: jax.Array, u_t: jax.Array) -> tuple[jax.Array, jax.Array]:
         """One streaming step for a batch: state x (B, N) complex, u_t (B, H) -> (x, y_t (B, H))."""
@@ -149,25 +161,29 @@ def _per_channel(v: jax.Array, like: jax.Array) -> jax.Array:
     return v.reshape(v.shape + (1,) * (like.ndim - 1))
 
 
-def dropout(key: jax.Array, rate: float, x: jax.Array) -> jax.Array:
-    """x with each entry zeroed with probability `rate` and the rest scaled so that the mean is unchanged.
+def dropout(key: jax.Array, rate: float, x: jax.Array, shared_axes: tuple[int, ...] = ()) -> jax.Array:
+    """x with each entry zeroed with probability `rate` and the rest scaled so that the mean is unchanged; one
+    decision serves every index along `shared_axes` (the authors' runs: one mask for the whole batch).
 
     Each decision compares 16 random bits with round(rate * 2^16): the rate is exact to 2^-17 (0.1000061 for
     0.1) and the scale 1 / (1 - that rate) keeps the expectation exact. The bits come from `threefry_2x32`
     (jax.random's generator): counter i gives two 32-bit words, whose four halves decide entries i, i + m,
-    i + 2m and i + 3m of the flattened x (m = size / 4, rounded up).
+    i + 2m and i + 3m of the flattened mask (m = mask size / 4, rounded up).
     """
     if rate == 0.0:
         return x
+    return x * dropout_mask(key, rate, tuple(1 if a in shared_axes else n for a, n in enumerate(x.shape))).astype(x.dtype)
+
+
+def dropout_mask(key: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Array:
+    """The multiplier of `dropout`, float32 of `shape`: 0 where dropped, 1 / (1 - rate') elsewhere."""
     threshold = round(rate * 2**16)
-    m = -(-x.size // 4)
+    size = math.prod(shape)
+    m = -(-size // 4)
     counters = jnp.arange(m, dtype=jnp.uint32)
     w0, w1 = threefry_2x32(jax.random.key_data(key), counters, jnp.zeros_like(counters))
-    quarters = jnp.pad(x.ravel(), (0, 4 * m - x.size)).reshape(4, m)
-    scale = 2**16 / (2**16 - threshold)
-    kept = [jnp.where(bits >= threshold, quarter * scale, 0.0)
-            for bits, quarter in zip((w0 & 0xFFFF, w0 >> 16, w1 & 0xFFFF, w1 >> 16), quarters)]
-    return jnp.stack(kept).ravel()[: x.size].reshape(x.shape).astype(x.dtype)
+    bits = jnp.stack([w0 & 0xFFFF, w0 >> 16, w1 & 0xFFFF, w1 >> 16]).ravel()[:size]
+    return jnp.where(bits >= threshold, jnp.float32(2**16 / (2**16 - threshold)), 0.0).reshape(shape)
 
 
 _THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -203,25 +219,33 @@ class Block(nn.Module):
         self.glu = GLU(self.config.width)
 
     def __call__(self, h, *, train: bool, encoder: tuple | None = None):
-        """Block output for h (H, B, L); `encoder` = (x (d, B, L), W (d, H), b (H,)) says that h = W^T x + b.
+        """Block output for h (H, B, L). `encoder` = (x (d, B, L), W_x (d, H), t (L,) or None, w_t (H,) or None,
+        b (H,)) says that h = W_x^T x + w_t t + b: the encoder's input split into what differs per example and
+        the time channel.
 
-        Given the encoder, the LRU runs on [x; 1] (d + 1 channels) through the map that equals the
-        normalisation of h (see the module docstring).
+        Given the encoder, the LRU runs on x through the map that equals the normalisation of h, and on the
+        batch-independent [t; 1] once (see the module docstring).
         """
         mean, var = self.norm(h, train=train)
         scale = jax.lax.rsqrt(var + self.epsilon)
         if encoder is None:
             z = self.lru((h - _per_channel(mean, h)) * _per_channel(scale, h))
         else:
-            x, W, b = encoder
-            input_map = jnp.concatenate([W * scale, ((b - mean) * scale)[None]]).T  # (H, d + 1)
-            z = self.lru(jnp.concatenate([x, jnp.ones_like(x[:1])]), input_map)
+            x, W_x, t, w_t, b = encoder
+            offset = ((b - mean) * scale)[:, None]  # (H, 1): the map of the constant channel
+            s, S = (jnp.ones((1, x.shape[-1]), x.dtype), offset) if t is None else \
+                (jnp.stack([t, jnp.ones_like(t)]), jnp.concatenate([(w_t * scale)[:, None], offset], axis=1))
+            z = self.lru(x, (W_x * scale).T, (s, S))
         z = self._dropout(jax.nn.gelu(z), train)
         z = self._dropout(self.glu(z), train)
         return h + z
 
     def _dropout(self, z, train: bool):
-        return dropout(self.make_rng("dropout"), self.config.dropout, z) if train else z
+        """Dropout of z (H, B, L) in training: one mask per example, or one for the whole batch (the authors')."""
+        if not train:
+            return z
+        shared = (1,) if self.config.dropout_mask == "batch" else ()
+        return dropout(self.make_rng("dropout"), self.config.dropout, z, shared)
 
     def step(self, state, h_t):
         """Streaming step (evaluation mode): state (B, N), h_t (H, B) -> (state, (H, B))."""
@@ -231,7 +255,8 @@ class Block(nn.Module):
 
 
 class LRUClassifier(nn.Module):
-    """Sequence classifier (B, L, d) -> logits (B, classes); one block per entry of `state_sizes`.
+    """Sequence classifier (B, L, d) -> logits (B, classes); one block per entry of `state_sizes`. With
+    config.time_channel the encoder also reads t / L (`with_time`); `input_dim` is d, without it.
 
     `config` gives width, dropout, init ring, normalisation and recurrence (resolved, not 'auto'); its state_size
     and num_blocks are ignored in favour of `state_sizes`, which changes as blocks are reduced.
@@ -250,17 +275,21 @@ class LRUClassifier(nn.Module):
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = jnp.moveaxis(x, -1, 0)  # (d, B, L)
-        h = self.encoder(x)
+        timed = self.config.time_channel
+        W, b = self.encoder.weights(x.shape[0] + timed)  # (1 + d, H) with the time channel first, (H,)
+        t = time_channel(x.shape[-1], x.dtype) if timed else None
+        h = affine(x, W[timed:], b) + (W[0][:, None, None] * t if timed else 0.0)
         encoder = None
-        if self.factor_input and x.shape[0] + 1 < self.config.width:  # the LRU runs on [x; 1] (module docstring)
-            encoder = (x, *self.encoder.weights(x.shape[0]))
+        if self.factor_input and x.shape[0] < self.config.width:  # the LRU runs on x and on [t; 1] (module docstring)
+            encoder = (x, W[timed:], t, W[0] if timed else None, b)
         for block in self.blocks:
             h = block(h, train=train, encoder=encoder)
             encoder = None
         return self.head(h.mean(axis=-1)).T
 
     def step(self, states: list, x_t: jax.Array) -> tuple[list, jax.Array]:
-        """One streaming step: per-block states [(B, N_i)], input x_t (B, d) -> (states, features (B, H))."""
+        """One streaming step: per-block states [(B, N_i)], input x_t (B, d_in) -> (states, features (B, H)); x_t
+        includes the time channel when config.time_channel (`with_time`)."""
         h = self.encoder(x_t.T)
         new_states = []
         for block, state in zip(self.blocks, states):
@@ -276,9 +305,10 @@ class LRUClassifier(nn.Module):
 def stream_logits(model: LRUClassifier, variables: dict, x: jax.Array) -> jax.Array:
     """Logits (B, classes) computed recurrently, one input step at a time: what a deployed model runs.
 
-    Equals `model.apply(variables, x, train=False)` up to rounding; x is (B, L, d).
+    Equals `model.apply(variables, x, train=False)` up to rounding; x is (B, L, d), without the time channel.
     """
     batch, length = x.shape[:2]
+    x = with_time(x) if model.config.time_channel else x
     dtype = jnp.result_type(x.dtype, jnp.complex64)
     states = [jnp.zeros((batch, n), dtype) for n in model.state_sizes]
 
@@ -290,6 +320,17 @@ def stream_logits(model: LRUClassifier, variables: dict, x: jax.Array) -> jax.Ar
     init = (states, jnp.zeros((batch, model.config.width), x.dtype))
     (_, total), _ = jax.lax.scan(body, init, jnp.swapaxes(x, 0, 1))
     return model.apply(variables, total / length, method=LRUClassifier.classify)
+
+
+def time_channel(length: int, dtype=jnp.float32) -> jax.Array:
+    """t / L for t = 0..L-1, (L,): the authors' time channel (`"time": "True"`, T = 1)."""
+    return jnp.arange(length, dtype=dtype) / length
+
+
+def with_time(x: jax.Array) -> jax.Array:
+    """Inputs (B, L, d) -> (B, L, 1 + d) with the time channel first, as the authors' data pipeline feeds them."""
+    t = jnp.broadcast_to(time_channel(x.shape[1], x.dtype)[None, :, None], (*x.shape[:2], 1))
+    return jnp.concatenate([t, x], axis=-1)
 
 
 def state_sizes_of(params: dict) -> tuple[int, ...]:

@@ -45,7 +45,7 @@ CONFIG, METRICS, CHECKPOINT, LOCK = "config.yaml", "metrics.json", "checkpoint.m
 DYNAMICS = "dynamics.npz"
 
 # Fields added to the config after records were first written, with the value every earlier record used.
-_ADDED_FIELDS = {"model": {"norm": "batch"}}
+_ADDED_FIELDS = {"model": {"norm": "batch", "time_channel": False, "dropout_mask": "example"}}
 _SECTIONS = {"model": ModelConfig}
 
 
@@ -330,16 +330,17 @@ EMPTY_SUMMARY = {  # the summary of metrics.json, as a run that measured nothing
 
 def metrics_record(config: RunConfig, seed: int, *, status: str, failure: dict | None = None,
                    recurrence: str | None = None, summary: dict | None = None, history=(), reductions=(),
-                   rollbacks=(), resumes=(), teacher: dict | None = None) -> dict:
+                   rollbacks=(), resumes=(), teacher: dict | None = None, selection: dict | None = None) -> dict:
     """The content of metrics.json (saving adds schema version and environment): the one place its layout is built.
 
     `summary` has the keys of EMPTY_SUMMARY; `resumes` lists the steps from which the run was resumed; `teacher`
-    is a distillation run's teacher (`distill.identity_of`: config, profile, seed, parameter digest, commit).
+    is a distillation run's teacher (`distill.identity_of`: config, profile, seed, parameter digest, commit);
+    `selection` is each model-selection rule's outcome (`selection.py`; the summary repeats the config's rule).
     """
     return {"status": status, "failure": failure, "config": config.name, "profile": config.profile, "seed": seed,
             "recurrence": recurrence, "summary": {**EMPTY_SUMMARY, **(summary or {})}, "history": list(history),
             "reductions": list(reductions), "rollbacks": list(rollbacks), "resumes": list(resumes),
-            "teacher": teacher}
+            "teacher": teacher, "selection": selection}
 
 
 def _write_npz(path: Path, arrays: dict) -> None:

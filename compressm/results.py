@@ -20,14 +20,16 @@ import numpy as np
 import pandas as pd
 
 from compressm import lru, records, stats
-from compressm.configs import PROFILES, ModelConfig, get_config
+from compressm.configs import PROFILES, get_config
 from compressm.paper import SEEDS, hsv_picture, paper_table, role, table_configs, table_values
 
 SETTING = ["profile", "variant", "hardware", "recurrence"]
 NBSP = "\u00a0"  # joins a number to its unit or its ± so that a table cell never breaks there
 # Config fields whose value is worth words in a variant's label (others are shown as key=value).
 _OPTION_WORDS = {("model.norm", "ema"): "BatchNorm rule: ema (the authors')",
-                 ("model.norm", "batch"): "BatchNorm rule: batch (flax), earlier runs"}
+                 ("model.norm", "batch"): "BatchNorm rule: batch (flax), earlier runs",
+                 ("model.time_channel", "False"): "pixel input (no time channel), earlier runs",
+                 ("model.dropout_mask", "example"): "a dropout mask per example, earlier runs"}
 RECURRENCE_WORDS = {"conv": "FFT convolution", "scan": "sequential scan", "associative": "associative scan"}
 
 
@@ -86,7 +88,7 @@ def variant_label(variant: str) -> str:
     if variant == "?":
         return "config not recorded"
     if variant == "":
-        return f"current defaults ({_OPTION_WORDS[('model.norm', ModelConfig().norm)]})"
+        return "current defaults (the authors' recipe: time channel, one dropout mask per batch, ema BatchNorm)"
     parts = [pair.partition("=") for pair in variant.split(",")]
     return "; ".join(_OPTION_WORDS.get((key, value), f"{key} = {value}") for key, _, value in parts)
 

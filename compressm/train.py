@@ -9,9 +9,10 @@ distillation run also takes its teacher (`distill.load_teacher`), whose logits o
 The loop is a short walk over a `RunState`, the one object a checkpoint holds. At every evaluation it
 measures validation accuracy and snapshots the HSVs of every block (and, if the config asks, it observes the
 HSV dynamics between evaluations: `dynamics.observe`); at every scheduled attempt it
-compresses (`compression.compress`), re-measures validation accuracy on the reduced model and resets the
-best-validation marker, so the reported test accuracy (taken at the best validation accuracy) belongs to a
-model of the final size. With an out_dir, every evaluation ends with a checkpoint, and the same call on the
+compresses (`compression.compress`) and re-measures validation accuracy on the reduced model. Model selection
+follows both rules of `selection.py` (the paper's, which resets the best-validation marker after a reduction so
+that the reported model has the final size, and the authors' trainer's); the config's `model_selection` gives
+test_acc, the other is recorded beside it. With an out_dir, every evaluation ends with a checkpoint, and the same call on the
 same folder resumes from it: the data order and every PRNG key are functions of the step, so a resumed run
 ends exactly as an uninterrupted one.
 """
@@ -32,7 +33,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from compressm import compression, distill, dynamics, lru, records, reduction
+from compressm import compression, distill, dynamics, lru, records, reduction, selection
 from compressm.configs import OptimConfig, RunConfig, check_seed
 from compressm.data import Dataset
 from compressm.errors import CompressmError, TrainingDiverged
@@ -165,16 +166,6 @@ def batch_indices(n: int, batch_size: int, key: jax.Array, first_step: int = 1):
 # ----------------------------------------------------------------------------------------------------------
 # The run state: everything a run carries from one evaluation to the next, and what its checkpoint holds
 # ----------------------------------------------------------------------------------------------------------
-class Selected(NamedTuple):
-    """Model selection: the best validation accuracy so far, its step and that model's variables (None before
-    the first evaluation). Its test accuracy is measured once, at the end: the same number as measuring the
-    test set at every improvement, for one pass over it."""
-
-    val: float
-    step: int
-    variables: dict | None
-
-
 class Rollback(NamedTuple):
     """Pragmatic mode: the training state before the last reduction, and its validation accuracy."""
 
@@ -184,7 +175,9 @@ class Rollback(NamedTuple):
 
 @dataclass
 class RunState:
-    """A run between two steps. `step` is the last step done; `seconds` holds wall-clock seconds per phase
+    """A run between two steps. `step` is the last step done; `chosen` holds each rule's model selection
+    (`selection.py`), whose test accuracy is measured once, at the end (the same number as measuring the test
+    set at every change of the chosen model); `seconds` holds wall-clock seconds per phase
     (train, eval, reduction) and in all (wall), and the CPU seconds other processes took meanwhile
     (other_cpu, `records.OtherLoad`), summed over the segments of a resumed run; `resumes` lists
     the steps a resumed run started from. Everything else (model, data order, PRNG keys) follows from it."""
@@ -192,7 +185,7 @@ class RunState:
     step: int
     recurrence: str
     train: TrainState
-    best: Selected
+    chosen: dict[str, selection.Chosen]
     rollback: Rollback | None
     history: list[dict]
     reductions: list[dict]
@@ -219,7 +212,8 @@ def state_dict(state: RunState) -> dict:
     """The run state as nested dicts of arrays and plain values: what a checkpoint holds."""
     rollback = state.rollback and {"train": _train_state_dict(state.rollback.train), "val": state.rollback.val}
     return {**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)},
-            "train": _train_state_dict(state.train), "best": state.best._asdict(), "rollback": rollback}
+            "train": _train_state_dict(state.train), "rollback": rollback,
+            "chosen": {rule: chosen._asdict() for rule, chosen in state.chosen.items()}}
 
 
 def state_from(saved: dict, optimizer: optax.GradientTransformation) -> RunState:
@@ -227,7 +221,8 @@ def state_from(saved: dict, optimizer: optax.GradientTransformation) -> RunState
     rollback = saved["rollback"] and Rollback(_train_state_from(saved["rollback"]["train"], optimizer),
                                               saved["rollback"]["val"])
     return RunState(**{**saved, "train": _train_state_from(saved["train"], optimizer),
-                       "best": Selected(**saved["best"]), "rollback": rollback})
+                       "chosen": {rule: selection.Chosen(**c) for rule, c in saved["chosen"].items()},
+                       "rollback": rollback})
 
 
 def initial_state(config: RunConfig, dataset: Dataset, optimizer, key: jax.Array) -> RunState:
@@ -235,7 +230,8 @@ def initial_state(config: RunConfig, dataset: Dataset, optimizer, key: jax.Array
     recurrence = resolved_recurrence(config)
     model = build_model(config, dataset, (config.model.state_size,) * config.model.num_blocks, recurrence)
     train_state = init_state(model, optimizer, dataset.train_x[: config.batch_size], key)
-    return RunState(step=0, recurrence=recurrence, train=train_state, best=Selected(-math.inf, 0, None),
+    return RunState(step=0, recurrence=recurrence, train=train_state,
+                    chosen={rule: selection.start(rule) for rule in selection.RULES},
                     rollback=None, history=[], reductions=[], rollbacks=[],
                     hsvs=compression.snapshot_hsv(train_state.params, 0, config.reduction),
                     seconds={"train": 0.0, "eval": 0.0, "reduction": 0.0, "wall": 0.0, "other_cpu": 0.0},
@@ -351,8 +347,8 @@ def _attempt_reduction(config: RunConfig, optimizer, state: RunState, val: float
 def _evaluate(config: RunConfig, dataset: Dataset, optimizer, model, state: RunState, row: dict,
               key: jax.Array) -> LRUClassifier:
     """The evaluation at row['step']: validation, HSV snapshot, the scheduled reduction attempt and model
-    selection (the new model becomes the best after a change). Appends the row to the history and returns
-    the model, rebuilt if its sizes changed."""
+    selection by each rule (`selection.select`). Appends the row to the history and returns the model, rebuilt
+    if its sizes changed."""
     step = row["step"]
     attempt = step in _attempts(config, state)
     with _timed(state.seconds, "eval"):
@@ -364,11 +360,12 @@ def _evaluate(config: RunConfig, dataset: Dataset, optimizer, model, state: RunS
     with _timed(state.seconds, "reduction"):
         changed = attempt and _attempt_reduction(config, optimizer, state, val, step, key)
     with _timed(state.seconds, "eval"):
-        if changed:  # re-measure the new model, which becomes the best so far
+        val_after = val
+        if changed:  # re-measure the new model
             model = _model_of(config, dataset, state)
-            val = row["val_acc_after_reduction"] = _validate(config, dataset, model, state)
-        if changed or val > state.best.val:
-            state.best = Selected(val, step, variables_of(state.train))
+            val_after = row["val_acc_after_reduction"] = _validate(config, dataset, model, state)
+        state.chosen = {rule: selection.select(rule, chosen, val, val_after, changed, step, variables_of(state.train))
+                        for rule, chosen in state.chosen.items()}
         row["state_sizes"] = list(state_sizes_of(state.train.params))
         state.history.append(row)
     return model
@@ -455,6 +452,8 @@ def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, te
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}",
                             N="/".join(map(str, row["state_sizes"])), refresh=False)
             bar.update(step - bar.n)
+            if state.chosen[config.model_selection].stopped:  # the authors' early stop
+                break
         _observe_dynamics(config, state, config.steps)
     except TrainingDiverged as error:
         failure = {"step": error.step, "reason": str(error)}
@@ -463,32 +462,41 @@ def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, te
     finally:
         bar.close()
     with _timed(state.seconds, "eval"):
-        test = _test_accuracy(config, dataset, state)
+        tests = _test_accuracies(config, dataset, state)
     state.seconds["wall"] = time.perf_counter() - clock
     state.seconds["other_cpu"] = other_before + other.seconds()
-    return _finish(config, seed, state, test, failure, folder)
+    return _finish(config, seed, state, tests, failure, folder)
 
 
-def _test_accuracy(config: RunConfig, dataset: Dataset, state: RunState) -> float:
-    """Test accuracy of the selected model (NaN if none was selected)."""
-    variables = state.best.variables
-    if variables is None:
-        return math.nan
-    model = build_model(config, dataset, state_sizes_of(variables["params"]), state.recurrence)
-    return accuracy(model, variables, dataset.test_x, dataset.test_y, config.eval_batch_size)
+def _test_accuracies(config: RunConfig, dataset: Dataset, state: RunState) -> dict[str, float]:
+    """Test accuracy of each rule's chosen model (NaN where none was chosen), measured once per chosen step."""
+    by_step = {}
+    for chosen in state.chosen.values():
+        if chosen.variables is not None and chosen.step not in by_step:
+            model = build_model(config, dataset, state_sizes_of(chosen.variables["params"]), state.recurrence)
+            by_step[chosen.step] = accuracy(model, chosen.variables, dataset.test_x, dataset.test_y,
+                                            config.eval_batch_size)
+    return {rule: by_step.get(chosen.step, math.nan) if chosen.variables is not None else math.nan
+            for rule, chosen in state.chosen.items()}
 
 
-def _finish(config: RunConfig, seed: int, state: RunState, test: float, failure: dict | None,
+def _selection_summary(chosen: selection.Chosen, test: float, measured: bool) -> dict:
+    """A rule's outcome in a record: test accuracy, its best validation accuracy, the chosen step and sizes,
+    and the step at which it stopped training (0: it did not)."""
+    return {"test_acc": test, "best_val_acc": chosen.val if measured else math.nan, "best_step": chosen.step,
+            "state_sizes_at_best": list(state_sizes_of(chosen.variables["params"])) if chosen.variables else [],
+            "stopped_step": chosen.stopped}
+
+
+def _finish(config: RunConfig, seed: int, state: RunState, tests: dict[str, float], failure: dict | None,
             folder: Path | None) -> RunResult:
     """The run's metrics record from its final state; written to `folder` if given. Raises TrainingDiverged
     after writing a failed record."""
     sizes = state_sizes_of(state.train.params)
-    best = state.best
+    outcomes = {rule: _selection_summary(chosen, tests[rule], bool(state.history))
+                for rule, chosen in state.chosen.items()}
     summary = {
-        "test_acc": test,
-        "best_val_acc": best.val if state.history else math.nan,
-        "best_step": best.step,
-        "state_sizes_at_best": list(state_sizes_of(best.variables["params"])) if best.variables else [],
+        **{k: v for k, v in outcomes[config.model_selection].items() if k != "stopped_step"},
         "final_state_sizes": list(sizes),
         "mean_state_size": float(np.mean(sizes)),
         **{f"{phase}_time_s": state.seconds[phase] for phase in ("train", "eval", "reduction", "wall")},
@@ -498,7 +506,7 @@ def _finish(config: RunConfig, seed: int, state: RunState, test: float, failure:
     metrics = records.metrics_record(
         config, seed, status="failed" if failure else "complete", failure=failure, recurrence=state.recurrence,
         summary=summary, history=state.history, reductions=state.reductions, rollbacks=state.rollbacks,
-        resumes=state.resumes, teacher=state.teacher)
+        resumes=state.resumes, teacher=state.teacher, selection=outcomes)
     result = RunResult(metrics, state.hsvs, variables_of(state.train), dynamics=dynamics.arrays(state.dynamics))
     if folder is not None:
         records.save_run(folder, result.metrics, result.hsvs, result.variables, result.dynamics)

@@ -12,7 +12,7 @@ import pytest
 from conftest import MODEL_RTOL, ON_CPU
 
 from compressm.configs import ModelConfig
-from compressm.model import BatchNorm, LRUClassifier, cross_entropy, dropout, threefry_2x32
+from compressm.model import BatchNorm, LRUClassifier, cross_entropy, dropout, dropout_mask, stream_logits, threefry_2x32, with_time
 
 RTOL = 1e-5 if ON_CPU else MODEL_RTOL  # the issue's bar for float32 fast paths; GPUs multiply in TF32
 
@@ -168,3 +168,42 @@ def test_the_rules_differ_in_training_from_the_second_step():
 def test_model_config_defaults_to_the_authors_rule():
     assert ModelConfig().norm == "ema"
     assert dataclasses.replace(ModelConfig(), norm="batch").norm == "batch"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The authors' recipe: time channel and one dropout mask per batch
+# ----------------------------------------------------------------------------------------------------------
+def test_time_channel_model_equals_an_unfactored_model_fed_t_over_L_first():
+    """With config.time_channel the classifier reads [t / L, x_t]: the same logits and gradients as a model
+    without it whose input carries that channel first (the authors' data pipeline), encoder Dense(2 -> H)."""
+    x = jax.random.uniform(jax.random.PRNGKey(0), (4, 120, 1))
+    y = jnp.arange(4)
+    timed = smnist_like("conv", factor_input=True)
+    plain = LRUClassifier((32,), 2, 10, dataclasses.replace(timed.config, time_channel=False, recurrence="scan"),
+                          factor_input=False)
+    variables = timed.init({"params": jax.random.PRNGKey(1)}, x, train=False)
+    assert variables["params"]["encoder"]["kernel"].shape == (2, 8)
+    key = jax.random.PRNGKey(2)
+    logits, grads, _ = loss_and_grads(timed, variables, x, y, key)
+    logits_ref, grads_ref, _ = loss_and_grads(plain, variables, with_time(x), y, key)
+    np.testing.assert_allclose(np.asarray(with_time(x)[0, :3, 0]), [0, 1 / 120, 2 / 120], rtol=1e-6)
+    assert rel_err(logits, logits_ref) < RTOL
+    for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
+        assert rel_err(g, g_ref) < RTOL
+    np.testing.assert_allclose(stream_logits(timed, variables, x), timed.apply(variables, x, train=False),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_batch_dropout_mask_is_one_mask_for_every_example():
+    """dropout_mask 'batch': the same (H, L) pattern for every example; 'example': a different one each."""
+    ones = jnp.ones((8, 50, 784))
+    shared = np.asarray(dropout(jax.random.PRNGKey(0), 0.1, ones, (1,))) == 0
+    assert (shared == shared[:, :1]).all() and 0.08 < shared.mean() < 0.12
+    own = _mask(jax.random.PRNGKey(0))
+    assert not (own == own[:, :1]).all()
+    np.testing.assert_array_equal(shared[:, 0], np.asarray(dropout_mask(jax.random.PRNGKey(0), 0.1, (8, 784))) == 0)
+
+
+def test_model_config_defaults_to_the_authors_recipe():
+    config = ModelConfig()
+    assert (config.time_channel, config.dropout_mask) == (True, "batch")
