@@ -103,16 +103,46 @@ def comparisons(view: TableView) -> pd.DataFrame:
                 if tau not in agg.index or other not in agg.index:
                     continue
                 a, b = agg.loc[tau], agg.loc[other]
-                d = stats.welch_difference(a.acc_values, b.acc_values)
+                d = difference(a.acc_by_seed, b.acc_by_seed)
                 paper = _paper_difference(tau, other)
+                threshold = -claim_margin(view.table) if claim == "close" else 0.0
                 outcome = drop_outcome(d, claim_margin(view.table)) if claim == "close" else beats_outcome(d)
                 rows.append({"setting": index, "claim": claim, "compressed": tau, "against": other,
                              "compressed %": mean_sd(a.acc_mean, a.acc_sd, a.n_seeds),
                              "at N": f"{a.size_mean:.1f}", "other %": mean_sd(b.acc_mean, b.acc_sd, b.n_seeds),
                              "other N": f"{b.size_mean:.0f}", "difference": d, "paper difference": paper,
-                             "outcome": outcome})
+                             "outcome": outcome,
+                             "to decide": seeds_to_decide(d, threshold, a.acc_by_seed, b.acc_by_seed)
+                             if outcome == "not resolved" else None})
     return pd.DataFrame(rows, columns=["setting", "claim", "compressed", "against", "compressed %", "at N",
-                                       "other %", "other N", "difference", "paper difference", "outcome"])
+                                       "other %", "other N", "difference", "paper difference", "outcome",
+                                       "to decide"])
+
+
+def difference(a: dict, b: dict) -> stats.Difference:
+    """mean(a) - mean(b) of per-seed accuracies {seed: %}: paired over the shared seeds where at least two are
+    shared (`stats.paired_difference`), else Welch's over all seeds of each side."""
+    if len(set(a) & set(b)) >= 2:
+        return stats.paired_difference(a, b)
+    return stats.welch_difference(list(a.values()), list(b.values()))
+
+
+def _seeds_words(n: int, d: stats.Difference) -> str:
+    """'about 12 pairs' or 'about 30 seeds a side'; 'more than 100 ...' past that (the estimate then only says
+    that the observed difference sits on the claim's threshold)."""
+    unit = "pairs" if d.paired else "seeds a side"
+    return f"about {int(n)} {unit}" if n <= 100 else f"more than 100 {unit}"
+
+
+def seeds_to_decide(d: stats.Difference, threshold: float, a: dict, b: dict) -> int | None:
+    """`stats.seeds_to_decide` for an unresolved comparison at the spread observed: of the paired differences,
+    or the larger of the two sides' sds."""
+    if d.paired:
+        shared = sorted(set(a) & set(b))
+        sd = float(np.std([a[s] - b[s] for s in shared], ddof=1))
+    else:
+        sd = max(float(np.std(list(v.values()), ddof=1)) if len(v) > 1 else float("nan") for v in (a, b))
+    return stats.seeds_to_decide(d, threshold, sd)
 
 
 def comparison_table(view: TableView, claim: str, setting: int) -> pd.DataFrame:
@@ -125,7 +155,8 @@ def comparison_table(view: TableView, claim: str, setting: int) -> pd.DataFrame:
         "its N": frame["at N"], f"{other} %": frame["other %"], f"{other} N": frame["other N"],
         "difference, points [95 % interval]": frame.difference.map(_interval),
         "paper's difference": [f"{p:+.1f}" if np.isfinite(p) else "-" for p in frame["paper difference"]],
-        "outcome": frame.outcome,
+        "outcome": [o if n is None or pd.isna(n) else f"{o} ({_seeds_words(n, d)} would decide it)"
+                    for o, n, d in zip(frame.outcome, frame["to decide"], frame.difference)],
     })
 
 
@@ -169,11 +200,13 @@ def _detail(view: TableView, setting, mine: pd.DataFrame, outcomes: dict) -> str
             for r in setting_rows(view, setting).itertuples())
         return f"this setting lacks the runs to compare; it has {have}"
     groups: dict[str, list[str]] = {}
-    for (tau, outcome), d in zip(outcomes.items(), mine.difference):
-        groups.setdefault(outcome, []).append(f"{tau} ({_interval(d)})")
+    for (tau, outcome), d, n in zip(outcomes.items(), mine.difference, mine["to decide"]):
+        decide = "" if n is None or pd.isna(n) else f"; {_seeds_words(n, d)} would decide"
+        groups.setdefault(outcome, []).append(f"{tau} ({_interval(d)}{decide})")
     seeds = sorted({d.n_a for d in mine.difference} | {d.n_b for d in mine.difference})
     n = f"{seeds[0]} seed{'s' if seeds[0] > 1 else ''}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} seeds"
-    how = f"95{NBSP}% Welch intervals" if any(d.tested for d in mine.difference) else "no interval from one seed"
+    kinds = sorted({"paired" if d.paired else "Welch" for d in mine.difference if d.tested})
+    how = f"95{NBSP}% {' and '.join(kinds)} intervals" if kinds else "no interval from one seed"
     return "; ".join(f"{outcome} at {', '.join(taus)}" for outcome, taus in groups.items()) + \
         f" (difference in points, compressed minus other; {n} per configuration, {how})"
 
@@ -355,3 +388,41 @@ def hsv_growth(spectra: dict[str, dict], block: int = 0) -> pd.DataFrame:
                      f"{np.median(last):.2f}", f"{steps[-1]}", f"{reached}"])
     return pd.DataFrame(rows, columns=["configuration", "largest HSV at init", "median at init", "largest at the end",
                                        "median at the end", "last step", "largest at 90 % by step"])
+
+
+def variant_effects(view: TableView, paper_budget: bool = True) -> pd.DataFrame:
+    """What today's defaults change against each variant setting of the same budget (e.g. the earlier pixel-input
+    runs): per configuration, mean accuracy and size of both, and the difference (defaults minus variant) in
+    points with its paired interval over the seeds both have (`difference`)."""
+    settings = view.settings[view.settings.paper_budget == paper_budget]
+    rows = []
+    for _, ours in settings[settings.variant == ""].iterrows():
+        mine = setting_rows(view, ours).set_index("config")
+        for _, other in settings[(settings.variant != "") & (settings.profile == ours.profile)].iterrows():
+            theirs = setting_rows(view, other).set_index("config")
+            for config in (c for c in mine.index if c in theirs.index):
+                a, b = mine.loc[config], theirs.loc[config]
+                d = difference(a.acc_by_seed, b.acc_by_seed)
+                rows.append({"against": other.label, "configuration": config_label(config),
+                             "today's defaults %": mean_sd(a.acc_mean, a.acc_sd, a.n_seeds),
+                             "N": f"{a.size_mean:.1f}", "variant %": mean_sd(b.acc_mean, b.acc_sd, b.n_seeds),
+                             "variant N": f"{b.size_mean:.1f}",
+                             "difference, points [95 % interval]": _interval(d),
+                             "seeds compared": f"{d.n_a} {'pairs' if d.paired else 'v ' + str(d.n_b)}"})
+    return pd.DataFrame(rows, columns=["against", "configuration", "today's defaults %", "N", "variant %",
+                                       "variant N", "difference, points [95 % interval]", "seeds compared"])
+
+
+def variant_effect_outputs(view: TableView) -> list:
+    """What a results page shows of `variant_effects` at the paper's budget: one table per variant setting."""
+    from IPython.display import Markdown
+
+    from compressm.tables import styled
+
+    frame = variant_effects(view)
+    if frame.empty:
+        return [Markdown("No variant setting shares a configuration with today's defaults at this budget.")]
+    outputs = []
+    for label, group in frame.groupby("against", sort=False):
+        outputs += [Markdown(f"**Today's defaults minus {label}**:"), styled(group.drop(columns="against"))]
+    return outputs

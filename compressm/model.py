@@ -172,7 +172,8 @@ def dropout(key: jax.Array, rate: float, x: jax.Array, shared_axes: tuple[int, .
     """
     if rate == 0.0:
         return x
-    return x * dropout_mask(key, rate, tuple(1 if a in shared_axes else n for a, n in enumerate(x.shape))).astype(x.dtype)
+    shape = tuple(1 if axis in shared_axes else n for axis, n in enumerate(x.shape))
+    return x * dropout_mask(key, rate, shape).astype(x.dtype)
 
 
 def dropout_mask(key: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Array:

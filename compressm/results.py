@@ -154,6 +154,7 @@ def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) 
         acc, size = stats.summarize(100 * group.test_acc), stats.summarize(group.mean_state_size)
         rows.append(dict(zip(SETTING + ["config"], key)) | {
             "n_seeds": acc.n, "seeds": " ".join(map(str, sorted(group.seed))), "acc_values": list(100 * group.test_acc),
+            "acc_by_seed": dict(zip(group.seed, 100 * group.test_acc)),
             "acc_mean": acc.mean, "acc_sd": acc.sd, "acc_top3": acc.top3, "size_values": list(group.mean_state_size),
             "size_mean": size.mean, "size_sd": size.sd,
             "train_time_s": float(group.train_time_s.mean()), "wall_time_s": float(group.wall_time_s.mean()),
@@ -161,8 +162,9 @@ def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) 
             "steps": int(group.steps.max()), "canonical": bool(group.canonical.all()),
             "commits": " ".join(sorted({str(c)[:7] for c in group.commit})),
         })
-    agg = pd.DataFrame(rows, columns=SETTING + ["config", "n_seeds", "seeds", "acc_values", "acc_mean", "acc_sd",
-                                                "acc_top3", "size_values", "size_mean", "size_sd", "train_time_s",
+    agg = pd.DataFrame(rows, columns=SETTING + ["config", "n_seeds", "seeds", "acc_values", "acc_by_seed", "acc_mean",
+                                                "acc_sd", "acc_top3", "size_values", "size_mean", "size_sd",
+                                                "train_time_s",
                                                 "wall_time_s", "other_cores_values", "steps", "canonical",
                                                 "commits"])
     base = agg[agg.config == baseline].set_index(SETTING).train_time_s

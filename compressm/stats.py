@@ -1,12 +1,15 @@
 """Statistics over seeds, as the book reports them.
 
-Over the seeds of one configuration: the mean of all seeds with the SAMPLE standard deviation (ddof = 1, the
-unbiased variance), and, beside them, the paper's own aggregate, the mean of the top three seeds (which equals the
-mean when there are three seeds or fewer, and can only rise as seeds are added).
+Over the seeds of one configuration: the mean of all seeds with the SAMPLE standard deviation (ddof = 1) and the
+t interval of the mean (the honest statistic), and, beside them, the paper's own aggregate as the authors' script
+computes it (`authors_aggregate`: the mean of the best three seeds, which can only rise as seeds are added, and
+the ddof = 0 std over all seeds).
 
 Between two configurations (compressed against from scratch, compressed against the full model): the difference
-of their means with a Welch t interval (unequal variances, Welch-Satterthwaite degrees of freedom; Welch 1947).
-With three seeds a side the interval is wide: that is the honest size of what three seeds can tell.
+of their means with a paired t interval over the seeds both have (`paired_difference`: a seed fixes the data
+order, the dropout masks and the initialisation outside the LRU in every configuration), or a Welch t interval
+(unequal variances, Welch-Satterthwaite degrees of freedom; Welch 1947) where seeds do not pair. With few seeds
+the interval is wide: that is the honest size of what they can tell; `seeds_to_decide` estimates how many would.
 """
 
 from typing import NamedTuple
@@ -35,6 +38,7 @@ class Difference(NamedTuple):
     df: float  # Welch-Satterthwaite degrees of freedom (nan where undefined)
     n_a: int
     n_b: int
+    paired: bool = False  # a paired t interval over shared seeds (`paired_difference`), else Welch's
 
     @property
     def tested(self) -> bool:
@@ -99,3 +103,63 @@ def sd_ratio(a, b, level: float = LEVEL) -> Ratio:
     tail = (1 - level) / 2
     return Ratio(estimate, estimate / float(np.sqrt(f.ppf(1 - tail))), estimate / float(np.sqrt(f.ppf(tail))),
                  int(a.size), int(b.size))
+
+
+def paired_difference(a: dict, b: dict, level: float = LEVEL) -> Difference:
+    """mean over shared seeds of a[seed] - b[seed] with its paired t interval at `level` (n - 1 degrees of
+    freedom), from per-seed values {seed: value}. Seeds pair runs of two configurations because a seed fixes the
+    data order, the dropout masks and every initialisation outside the LRU (`train.run_keys`); seeds on one side
+    only are left out. Fewer than two shared seeds: no interval."""
+    seeds = sorted(set(a) & set(b))
+    d = np.array([a[s] - b[s] for s in seeds], dtype=float)
+    if d.size < 2:
+        return Difference(float(d.mean()) if d.size else float("nan"), float("nan"), float("nan"), float("nan"),
+                          int(d.size), int(d.size), True)
+    half = float(_scipy_stats.t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
+    return Difference(float(d.mean()), float(d.mean()) - half, float(d.mean()) + half, float(d.size - 1),
+                      int(d.size), int(d.size), True)
+
+
+def mean_interval(values, level: float = LEVEL) -> tuple[float, float]:
+    """The t interval (low, high) of the mean of per-seed values at `level`; (nan, nan) for fewer than 2."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        return float("nan"), float("nan")
+    half = float(_scipy_stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    return float(x.mean()) - half, float(x.mean()) + half
+
+
+def authors_aggregate(values) -> tuple[float, float]:
+    """The paper's statistic, as the authors' `scripts/analyse_results.py` computes it: the mean of the best
+    three seeds (all of them if fewer) and the standard deviation over all seeds with ddof = 0 (numpy's default)."""
+    x = np.asarray(values, dtype=float)
+    return float(np.sort(x)[::-1][:3].mean()), float(x.std())
+
+
+def seeds_to_decide(difference: Difference, threshold: float, sd: float, level: float = LEVEL,
+                    power: float = 0.8) -> int | None:
+    """An estimate of the seeds (pairs, or per side for Welch) at which an interval like `difference`'s would
+    exclude `threshold` with probability `power`, if the true difference were the observed one and the per-seed
+    spread `sd` (of the paired differences, or of each side for Welch): n = ((z_level + z_power) sd / |estimate -
+    threshold|)^2 (normal approximation), doubled for two independent sides. None where it cannot be estimated
+    (no spread, or the estimate is the threshold)."""
+    gap = abs(difference.estimate - threshold)
+    if not (np.isfinite(sd) and sd > 0 and gap > 0):
+        return None
+    z = _scipy_stats.norm.ppf(0.5 + level / 2) + _scipy_stats.norm.ppf(power)
+    return int(np.ceil((1 if difference.paired else 2) * (z * sd / gap) ** 2))
+
+
+def robust_sd(values) -> float:
+    """1.4826 x the median absolute deviation: the sd of normal values, unmoved by one collapsed seed (the
+    plain sd of 10 seeds grows with the collapse: no seed can lie more than 9 / sqrt(10) = 2.85 of them from the
+    mean)."""
+    x = np.asarray(values, dtype=float)
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def collapsed(values, k: float = 3.0) -> np.ndarray:
+    """Which per-seed values lie more than k robust sds (`robust_sd`) below the median: collapsed seeds."""
+    x = np.asarray(values, dtype=float)
+    sd = robust_sd(x)
+    return x < np.median(x) - k * sd if sd > 0 else np.zeros(x.shape, bool)

@@ -12,9 +12,9 @@ HSV dynamics between evaluations: `dynamics.observe`); at every scheduled attemp
 compresses (`compression.compress`) and re-measures validation accuracy on the reduced model. Model selection
 follows both rules of `selection.py` (the paper's, which resets the best-validation marker after a reduction so
 that the reported model has the final size, and the authors' trainer's); the config's `model_selection` gives
-test_acc, the other is recorded beside it. With an out_dir, every evaluation ends with a checkpoint, and the same call on the
-same folder resumes from it: the data order and every PRNG key are functions of the step, so a resumed run
-ends exactly as an uninterrupted one.
+test_acc, the other is recorded beside it. With an out_dir, every evaluation ends with a checkpoint, and the same
+call on the same folder resumes from it: the data order and every PRNG key are functions of the step, so a
+resumed run ends exactly as an uninterrupted one.
 """
 
 import dataclasses

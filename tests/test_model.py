@@ -12,7 +12,8 @@ import pytest
 from conftest import MODEL_RTOL, ON_CPU
 
 from compressm.configs import ModelConfig
-from compressm.model import BatchNorm, LRUClassifier, cross_entropy, dropout, dropout_mask, stream_logits, threefry_2x32, with_time
+from compressm.model import (BatchNorm, LRUClassifier, cross_entropy, dropout, dropout_mask, stream_logits,
+                             threefry_2x32, with_time)
 
 RTOL = 1e-5 if ON_CPU else MODEL_RTOL  # the bar for float32 fast paths; GPUs multiply in TF32
 

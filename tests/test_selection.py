@@ -33,7 +33,8 @@ def test_authors_rule_stops_after_more_than_patience_evaluations_without_improve
     assert [stopped for *_, stopped in walked].index(PATIENCE + 2) == PATIENCE + 1  # the 11th without improvement
     assert walked[-1] == (0.9, 1, PATIENCE + 2)
     # a reduction resets the count, unless it comes at the evaluation that stops (their check runs first)
-    reset = [(0.9, None, False)] + [(0.8, None, False)] * (PATIENCE - 1) + [(0.8, None, True)] + [(0.8, None, False)] * 3
+    flat, reduced = (0.8, None, False), (0.8, None, True)
+    reset = [(0.9, None, False)] + [flat] * (PATIENCE - 1) + [reduced] + [flat] * 3
     assert all(stopped == 0 for *_, stopped in _walk("authors", reset))
     late = [(0.9, None, False)] + [(0.8, None, False)] * PATIENCE + [(0.8, None, True)]
     assert _walk("authors", late)[-1] == (0.9, 1, PATIENCE + 2)

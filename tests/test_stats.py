@@ -54,3 +54,39 @@ def test_sd_ratio_interval_is_the_f_interval_of_the_variance_ratio():
     assert r.tested and r.low > 1  # a spread this much larger is resolved even with three seeds a side
     assert not stats.sd_ratio([1.0], b).tested and not stats.sd_ratio([3.0, 3.0], [2.0, 2.0]).tested
     assert stats.sd_ratio([1.0, 5.0], [2.0, 2.0]).low == np.inf
+
+
+def test_paired_interval_matches_scipy_on_the_shared_seeds():
+    a = {8: 96.1, 42: 95.0, 123: 97.2, 7: 50.0}
+    b = {8: 95.0, 42: 94.6, 123: 95.9, 9: 10.0}  # seeds 7 and 9 have no partner
+    d = stats.paired_difference(a, b)
+    diffs = np.array([1.1, 0.4, 1.3])
+    ci = scipy_stats.ttest_rel([96.1, 95.0, 97.2], [95.0, 94.6, 95.9]).confidence_interval(0.95)
+    assert d.paired and (d.n_a, d.n_b, d.df) == (3, 3, 2)
+    assert d.estimate == pytest.approx(diffs.mean())
+    assert (d.low, d.high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert not stats.paired_difference({1: 1.0, 2: 2.0}, {2: 1.0, 3: 0.0}).tested  # one shared seed
+
+
+def test_authors_aggregate_is_the_best_three_and_the_population_std():
+    values = [97.1, 96.8, 95.0, 97.3, 90.2]
+    top3, sd = stats.authors_aggregate(values)
+    assert top3 == pytest.approx((97.3 + 97.1 + 96.8) / 3) and sd == pytest.approx(np.std(values, ddof=0))
+
+
+def test_seeds_to_decide_follows_the_normal_power_formula():
+    paired = stats.Difference(-0.5, -1.9, 0.9, 2.0, 3, 3, True)
+    z = scipy_stats.norm.ppf(0.975) + scipy_stats.norm.ppf(0.8)
+    assert stats.seeds_to_decide(paired, -1.4, 0.6) == int(np.ceil((z * 0.6 / 0.9) ** 2))
+    welch = paired._replace(paired=False)
+    assert stats.seeds_to_decide(welch, -1.4, 0.6) == int(np.ceil(2 * (z * 0.6 / 0.9) ** 2))
+    assert stats.seeds_to_decide(paired, -0.5, 0.6) is None and stats.seeds_to_decide(paired, 0.0, 0.0) is None
+
+
+def test_a_collapsed_seed_is_flagged_by_the_robust_sd_and_a_plain_sd_could_not():
+    values = [96.9, 97.0, 96.8, 97.1, 96.7, 96.9, 97.2, 96.8, 97.0, 86.7]
+    flags = stats.collapsed(values)
+    assert flags.tolist() == [False] * 9 + [True]
+    z = (np.mean(values) - 86.7) / np.std(values, ddof=1)
+    assert z < 3  # 3 plain sds from the mean: never reached by one of 10 seeds (at most 9 / sqrt(10) = 2.85)
+    assert not stats.collapsed([96.0, 96.5, 95.5, 96.2, 95.8]).any()

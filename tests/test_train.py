@@ -182,3 +182,20 @@ def test_a_run_killed_at_several_moments_ends_as_an_uninterrupted_one(tmp_path):
     uninterrupted_dir = records.run_dir(tmp_path / "once", get_config("smnist_tau0.02", "smoke", sets), 0)
     assert (folder / "params.msgpack").read_bytes() == (uninterrupted_dir / "params.msgpack").read_bytes()
     np.testing.assert_equal(records.load_hsvs(folder), records.load_hsvs(uninterrupted_dir))
+
+
+def test_a_seed_pairs_runs_of_different_configurations():
+    """What the book's paired intervals rely on: for one seed, every configuration starts from the same
+    parameters outside the LRU (its data order and dropout keys come from `run_keys(seed)` alone)."""
+    import jax
+
+    from compressm.train import initial_state, make_optimizer
+
+    full, small = _tiny("smnist_baseline"), _tiny("smnist_scratch_n28", **{"model.state_size": 7})
+    dataset = _fake_mnist_dataset(full, 11)
+    params = [initial_state(c, dataset, make_optimizer(c.optim, c.steps), run_keys(11)["init"]).train.params
+              for c in (full, small)]
+    outside = lambda p: jax.tree.leaves({**p, "blocks_0": {k: v for k, v in p["blocks_0"].items() if k != "lru"}})
+    for a, b in zip(*map(outside, params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [p["blocks_0"]["lru"]["nu_log"].shape for p in params] == [(24,), (7,)]
