@@ -176,7 +176,8 @@ def table_outputs(name: str, root: Path | str | None = None, profile: str = PROF
 
 
 def missing(name: str, root: Path | str | None = None, profile: str = PROFILE, seeds=SEEDS) -> dict[str, list]:
-    """{config: seeds of `seeds` without a complete, canonical `profile` run}, for the configs that lack any."""
+    """{config: seeds of `seeds` without a complete `profile` run with today's defaults}, for the configs that
+    lack any."""
     runs = results.result_runs(group_view(name, root).runs)
     runs = runs[(runs.profile == profile) & runs.canonical]
     out = {c: [s for s in seeds if not ((runs.config == c) & (runs.seed == s)).any()] for c in ablation(name).configs}
@@ -192,6 +193,16 @@ def missing_note(name: str, root: Path | str | None = None, profile: str = PROFI
     which = "; ".join(f"`{c}` (seed{'s' if len(s) > 1 else ''} {_seeds(s)})" for c, s in absent.items())
     return (f"**Missing runs** (`{profile}` profile): {which}. Make them, one after the other, with"
             f" `{results.config_command(absent, profile, seeds)}`.")
+
+
+def setting_note(root: Path | str | None = None) -> str:
+    """`results.shown_note` for every ablation's configs: which of them show runs of an earlier setting."""
+    return results.shown_note(results.shown_runs(results.book_runs(root), _all_configs()))
+
+
+def _all_configs() -> list[str]:
+    """Every config of every ablation group."""
+    return sorted({c for group in ablations().values() for c in group.configs})
 
 
 def _seeds(seeds) -> str:
@@ -294,9 +305,9 @@ def verdict(name: str, root: Path | str | None = None, profile: str = PROFILE) -
 # Single runs: size trajectories and rollbacks
 # ----------------------------------------------------------------------------------------------------------
 def result_records(config: str, root: Path | str | None = None, profile: str = PROFILE) -> dict[int, dict]:
-    """{seed: metrics.json} of a config's result runs (canonical) in `profile`, by seed."""
-    runs = results.result_runs(results.book_runs(root))
-    runs = runs[(runs.config == config) & (runs.profile == profile) & runs.canonical].sort_values("seed")
+    """{seed: metrics.json} of a config's runs in `profile` that the page shows (`results.shown_runs`), by seed."""
+    runs = results.shown_runs(results.book_runs(root), _all_configs())
+    runs = runs[(runs.config == config) & (runs.profile == profile)].sort_values("seed")
     return {int(r.seed): records.load_metrics(r.path) for r in runs.itertuples()}
 
 
@@ -316,11 +327,10 @@ def rollback_table(config: str = "smnist_pragmatic", root: Path | str | None = N
 
 def dynamics_record(root: Path | str | None = None,
                     config: str = "smnist_dynamics") -> tuple[pd.Series, dict[str, np.ndarray]] | None:
-    """(run, `records.load_dynamics`) of the run the dynamics page shows: a canonical result run of `config` that
-    recorded dynamics, the paper profile's (Fig. 2's 25k steps) before the cpu profile's, the smallest seed;
-    None if there is none. `run` is its `results.book_runs` row."""
-    runs = results.result_runs(results.book_runs(root))
-    runs = runs[(runs.config == config) & runs.canonical].sort_values("seed")
+    """(run, `records.load_dynamics`) of the run the dynamics page shows: a shown run (`results.shown_runs`) of
+    `config` that recorded dynamics, the paper profile's (Fig. 2's 25k steps) before the cpu profile's, the
+    smallest seed; None if there is none. `run` is its `results.book_runs` row (its `variant` names its setting)."""
+    runs = results.shown_runs(results.book_runs(root), [config]).sort_values("seed")
     for profile in ("paper", "cpu"):
         for _, run in runs[runs.profile == profile].iterrows():
             arrays = records.load_dynamics(run.path)

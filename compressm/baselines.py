@@ -22,7 +22,7 @@ import pandas as pd
 from compressm import records, stats
 from compressm.configs import get_config
 from compressm.paper import SOURCE_TAGS, baseline_values, paper_table, paper_values
-from compressm.results import NBSP, bench_root, book_runs, result_runs
+from compressm.results import NBSP, bench_root, book_runs, result_runs, shown_note, shown_runs
 from compressm.tables import mean_sd
 
 METHODS = {"compressm": "CompreSSM", "scratch": "from scratch", "distillation": "distillation",
@@ -92,11 +92,10 @@ def _teacher_time(root, metrics: dict) -> tuple[float, str]:
 
 
 def run_table(root=None) -> pd.DataFrame:
-    """One row per result run (`results.result_runs`, packaged configs only) of the page's configs: RUN_COLUMNS,
-    accuracy in %, time_s the pipeline's (teacher_time_s + train_time_s for distillation, else train_time_s)."""
+    """One row per run the page shows (`results.shown_runs`) of the page's configs: RUN_COLUMNS, accuracy in %,
+    time_s the pipeline's (teacher_time_s + train_time_s for distillation, else train_time_s)."""
     root = records.runs_root(root)
-    runs = result_runs(book_runs(root))
-    runs = runs[runs.canonical & runs.config.isin(page_configs())]
+    runs = shown_runs(book_runs(root), page_configs())
     rows = []
     for run in runs.itertuples():
         is_full = run.config in FULL.values()
@@ -111,6 +110,11 @@ def run_table(root=None) -> pd.DataFrame:
                      "path": run.path})
     numeric = ["test_acc", "state_size", "train_time_s", "teacher_time_s", "time_s"]
     return pd.DataFrame(rows, columns=RUN_COLUMNS).astype({column: float for column in numeric} | {"size": "Int64"})
+
+
+def setting_note(root=None) -> str:
+    """`results.shown_note` for the page's configs: which of them show runs of an earlier setting."""
+    return shown_note(shown_runs(book_runs(root), page_configs()))
 
 
 AGG_COLUMNS = ["profile", "hardware", "dataset", "method", "size", "config", "n", "seeds", "acc_mean", "acc_sd",

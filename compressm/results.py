@@ -57,6 +57,31 @@ def result_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs.finished & runs.in_place & ~runs.plumbing]
 
 
+def shown_runs(runs: pd.DataFrame, configs) -> pd.DataFrame:
+    """The result runs of `configs` that a single-setting page shows: per profile, one setting for all of them,
+    the variant that covers the most configs, then has the most runs (today's defaults, or fewer changed options,
+    on a tie), so that the page never compares runs of two settings. An earlier setting is named by `shown_note`."""
+    runs = result_runs(runs)
+    runs = runs[runs.config.isin(list(configs))]
+    counts = runs.groupby(["profile", "variant"]).agg(configs=("config", "nunique"), n=("config", "size"))
+    counts = counts.reset_index()
+    changed = counts.variant.map(lambda v: len(v.split(",")) if v else 0)
+    counts = counts.assign(changed=changed).sort_values(["configs", "n", "changed"], ascending=[False, False, True],
+                                                        kind="stable")
+    chosen = pd.MultiIndex.from_frame(counts.drop_duplicates("profile")[["profile", "variant"]])
+    return runs[pd.MultiIndex.from_frame(runs[["profile", "variant"]]).isin(chosen)]
+
+
+def shown_note(runs: pd.DataFrame) -> str:
+    """One line for a page whose `shown_runs` are of an earlier setting: which, per profile; '' if none."""
+    earlier = runs[runs.variant != ""].drop_duplicates(["profile", "variant"])
+    if earlier.empty:
+        return ""
+    parts = [f"{r.profile} profile: {variant_label(r.variant)}" for r in earlier.itertuples()]
+    return ("**Setting**: per profile, this page shows the one setting with runs of the most configurations;"
+            f" where that is not today's defaults (the authors' recipe), it says so: {'; '.join(parts)}.")
+
+
 def plumbing_note(runs: pd.DataFrame) -> str:
     """A collapsed MyST note on the plumbing checks (smoke runs) among `runs`, '' if there are none."""
     smoke = runs[runs.plumbing]

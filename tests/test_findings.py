@@ -166,3 +166,14 @@ def test_variant_effects_pair_todays_defaults_with_a_variant_seed_by_seed(tmp_pa
     assert len(effects) == 7 and effects["seeds compared"].unique().tolist() == ["3 pairs"]
     assert effects["difference, points [95 % interval]"].unique().tolist() == [f"+1.5 [+1.5,{NBSP}+1.5]"]
     assert "BatchNorm rule: batch" in effects.against.iloc[0]
+
+
+def test_a_single_setting_page_shows_one_setting_per_profile_and_names_an_earlier_one(tmp_path):
+    fake_table2(tmp_path, norm=None)  # an earlier setting with all seven configs
+    write_fake_run(tmp_path, "smnist_baseline", "cpu", 42)  # today's defaults, one config only
+    shown = results.shown_runs(results.book_runs(tmp_path), table_configs(2))
+    assert shown.variant.unique().tolist() == ["model.norm=batch"] and len(shown) == 21
+    assert "cpu profile: BatchNorm rule: batch (flax), earlier runs" in results.shown_note(shown)
+    fake_table2(tmp_path, seeds=(1, 2, 3))
+    shown = results.shown_runs(results.book_runs(tmp_path), table_configs(2))
+    assert shown.variant.unique().tolist() == [""] and results.shown_note(shown) == ""
