@@ -330,7 +330,7 @@ def run_benchmarks(only=None, out_dir=None, repeats: int = 5, authors: Path | st
     if unknown:
         raise CompressmError(f"no benchmark named {', '.join(map(repr, unknown))} on {env['backend']}; the names"
                              f" start with {', '.join(sorted({name.split('/')[0] for name in names}))}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    records.make_folder(out_dir, "--out")
     results = []
     for name, bench in _benchmarks(env["backend"], authors):
         if not selected(name):

@@ -1,4 +1,4 @@
-"""Command line: python -m compressm {train, reproduce, bench, download, configs}.
+"""Command line: python -m compressm {train, reproduce, bench, check-authors, download, configs}.
 
 Bad input (unknown config or key, out-of-range values, missing data, unwritable output, a run folder that
 holds another run or is being written) prints one line `error: ...` and exits with status 2; a run that
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from compressm.errors import CompressmError, TrainingDiverged
+from compressm.errors import CompressmError, TrainingDiverged, excerpt
 
 
 _JOB_OPTIONS = ("partition", "gpus", "cpus", "mem_gb", "time_min", "array_parallelism", "sbatch")
@@ -25,17 +25,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parse_value(text: str):
-    """A --set value: int, then float (so 1e-3 is a number), else YAML (true, null, strings)."""
+    """A --set value: int, then float (so 1e-3 is a number), else YAML (true, null, strings; no aliases)."""
+    from compressm.configs import load_yaml
+
     for kind in (int, float):
         try:
             return kind(text)
         except ValueError:
             pass
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as error:
         reason = " ".join(str(getattr(error, "problem", None) or "not a value").split())
-        raise CompressmError(f"--set value {text!r} is not a number, word or YAML value ({reason})") from None
+        raise CompressmError(f"--set value {excerpt(text)} is not a number, word or YAML value ({reason})") from None
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -44,7 +46,7 @@ def _overrides(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise CompressmError(f"--set expects KEY=VALUE (e.g. reduction.tau=0.05), got {pair!r}")
+            raise CompressmError(f"--set expects KEY=VALUE (e.g. reduction.tau=0.05), got {excerpt(pair)}")
         out[key] = _parse_value(value)
     return out
 
@@ -84,17 +86,20 @@ def _sbatch_option(text: str) -> tuple[str, str | bool]:
     """'account=lab' -> ('account', 'lab'); 'exclusive' -> ('exclusive', True), a flag."""
     key, sep, value = text.partition("=")
     if not key or key.startswith("-") or (sep and not value):
-        raise argparse.ArgumentTypeError(f"--sbatch expects KEY=VALUE or KEY (e.g. account=lab), got {text!r}")
+        raise argparse.ArgumentTypeError(f"--sbatch expects KEY=VALUE or KEY (e.g. account=lab), got {excerpt(text)}")
     return key, value if sep else True
 
 
 def _reproduce(args) -> int:
+    from compressm.configs import get_config
     from compressm.experiment import reproduce, reproduce_jobs
     from compressm.paper import SEEDS, table_configs, table_of
 
     if (args.table is None) == (not args.config):
         raise CompressmError("give either --table 2|3 or --config NAME [NAME ...]")
     configs = table_configs(args.table) if args.table else args.config
+    for name in configs:  # an unknown name, before its seeds are looked up in the paper's tables
+        get_config(name)
     seeds = args.seeds or SEEDS[args.table or table_of(configs[0])]
     options = _job_options(args)
     if args.executor == "local":
@@ -117,6 +122,14 @@ def _bench(args) -> int:
         raise CompressmError(f"--repeats must be at least 1, got {args.repeats}")
     run_benchmarks(args.only, out_dir=args.out, repeats=args.repeats, authors=args.authors)
     return 0
+
+
+def _check_authors(args) -> int:
+    from compressm.authors_check import run_check, summary_lines
+
+    record, path = run_check(args.authors, data_dir=args.data_dir, root=args.runs)
+    print("\n".join(summary_lines(record)) + f"\nrecord: {path}")
+    return 0 if record["passed"] else 1
 
 
 def _download(args) -> int:
@@ -197,6 +210,15 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--authors", default=None, metavar="PATH",
                    help="a checkout of camail-official/compressm: time their training step beside ours")
     q.set_defaults(func=_bench)
+
+    q = sub.add_parser("check-authors", help="train 20 steps, then reduce, beside the authors' run path (their"
+                       " checkout, own interpreter) on the same parameters and MNIST batches; write"
+                       " <runs>/fidelity/check_authors.json; exit 1 if they disagree")
+    q.add_argument("--authors", required=True, metavar="PATH",
+                   help="a checkout of camail-official/compressm at release/v1.0.0")
+    q.add_argument("--runs", default=None, help="runs folder (default: $COMPRESSM_RUNS or runs/)")
+    q.add_argument("--data-dir", default=None, help="data folder (default: $COMPRESSM_DATA or ./data)")
+    q.set_defaults(func=_check_authors)
 
     q = sub.add_parser("download", help="download a data set through torchvision (needs a network)")
     q.add_argument("dataset", choices=("smnist", "scifar"))

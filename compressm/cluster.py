@@ -8,7 +8,7 @@ A job is requeued when the scheduler warns of preemption or of its time limit (s
 `NotebookJob.checkpoint`, which asks for the same call again); the requeued job executes the notebook again, and
 the run resumes from the checkpoint its folder got at its last evaluation. <job_dir> holds submitit's pickles and
 logs (<job>_0_log.out, <job>_0_log.err) and `JOBS`, which names each run folder's last job, whose state
-`scheduler_states` reads back (queued, running, or ended).
+`scheduler_states` reads back (queued, running, unknown, or ended).
 """
 
 import json
@@ -19,7 +19,7 @@ from typing import Literal
 
 import submitit
 
-from compressm.errors import ConfigError
+from compressm.errors import CompressmError, ConfigError, excerpt
 
 Executor = Literal["local", "submitit-local", "slurm"]  # local: in this process (`reproduce`'s thread pool)
 EXECUTORS: tuple[str, ...] = Executor.__args__
@@ -27,9 +27,12 @@ JOBS = "jobs.json"
 _SUBMITIT_CLUSTER = {"submitit-local": "local", "slurm": "slurm"}
 MAX_TIMEOUTS = 10  # requeues after a time limit (each one is at least a time limit of progress); preemption: no cap
 # Slurm states (sacct) of a job that has not ended; any other state (COMPLETED, FAILED, CANCELLED, TIMEOUT,
-# NODE_FAIL, OUT_OF_MEMORY, ...) leaves the run's own record to say what happened. UNKNOWN: not in sacct yet.
-_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "PREEMPTED", "SUSPENDED", "CONFIGURING", "UNKNOWN"}
+# NODE_FAIL, OUT_OF_MEMORY, ...) leaves the run's own record to say what happened. UNKNOWN: sacct does not list
+# the job (not yet, or no longer: purged, or another cluster's); its run may be resubmitted, and the run folder's
+# lock keeps a second job from writing it while the first still does.
+_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "PREEMPTED", "SUSPENDED", "CONFIGURING"}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+SchedulerState = Literal["queued", "running", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,16 @@ class JobOptions:
             minimum = 0 if name == "gpus" else 1
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
+                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {minimum}, got {excerpt(value)}")
+        for key, value in self.sbatch:  # a line break would end the #SBATCH line and demote the directives after it
+            if any(char in f"{key}={value}" for char in "\n\r"):
+                raise ConfigError(f"--sbatch {excerpt(f'{key}={value}')}: an sbatch option is one line; remove the"
+                                  " line break")
 
 
 def make_executor(executor: Executor, job_dir: Path | str, options: JobOptions) -> submitit.AutoExecutor:
-    """The submitit executor of `executor` ('submitit-local' or 'slurm'), writing pickles and logs into job_dir."""
+    """The submitit executor of `executor` ('submitit-local' or 'slurm'), writing pickles and logs into job_dir
+    (made if missing; a one-line error if it cannot be)."""
     if executor not in _SUBMITIT_CLUSTER:
         raise ConfigError(f"executor {executor!r} does not submit jobs; choose one of {', '.join(_SUBMITIT_CLUSTER)}")
     cluster = _SUBMITIT_CLUSTER[executor]
@@ -65,6 +73,9 @@ def make_executor(executor: Executor, job_dir: Path | str, options: JobOptions) 
         made = submitit.AutoExecutor(folder=job_dir, cluster=cluster, **{f"{cluster}_max_num_timeout": MAX_TIMEOUTS})
     except RuntimeError as error:  # no srun on this machine
         raise ConfigError(f"cannot submit to slurm from here ({error})") from None
+    except OSError as error:  # e.g. job_dir is a file
+        raise CompressmError(f"job folder {job_dir} cannot be made ({error.strerror}); choose another --job-dir") \
+            from None
     made.update_parameters(name="compressm", timeout_min=options.time_min, gpus_per_node=options.gpus,
                            cpus_per_task=options.cpus, mem_gb=options.mem_gb, slurm_partition=options.partition,
                            slurm_array_parallelism=options.array_parallelism,
@@ -101,9 +112,21 @@ def log_path(job_dir: Path | str, job_id: str) -> Path:
 
 
 def load_jobs(job_dir: Path | str) -> dict[str, dict]:
-    """{run folder: {'job': id, 'executor': name}}: each run's last job submitted from job_dir."""
+    """{run folder: {'job': id, 'executor': name}}: each run's last job submitted from job_dir (one-line
+    CompressmError if the file is damaged)."""
     file = Path(job_dir) / JOBS
-    return json.loads(file.read_text()) if file.is_file() else {}
+    if not file.is_file():
+        return {}
+    try:
+        jobs = json.loads(file.read_text())
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        jobs = None
+    if not (isinstance(jobs, dict) and all(isinstance(job, dict) and {"job", "executor"} <= set(job)
+                                           for job in jobs.values())):
+        raise CompressmError(f"{file} is damaged (not the JSON this library writes); delete it: the runs' own"
+                             " records keep their progress, and the next call resubmits runs that are not complete,"
+                             " queued or running")
+    return jobs
 
 
 def save_jobs(job_dir: Path | str, jobs: dict[str, dict]) -> None:
@@ -114,8 +137,9 @@ def save_jobs(job_dir: Path | str, jobs: dict[str, dict]) -> None:
     os.replace(tmp, file)
 
 
-def scheduler_states(jobs: list[dict | None]) -> list[Literal["queued", "running"] | None]:
-    """For each job from `load_jobs` (or None): 'queued', 'running', or None once it has ended.
+def scheduler_states(jobs: list[dict | None]) -> list[SchedulerState | None]:
+    """For each job from `load_jobs` (or None): 'queued', 'running', 'unknown' (sacct does not list it), or None
+    once it has ended.
 
     Slurm: its state in sacct (one call for all). submitit-local: the job id is its controller's pid, alive
     until the job ends.
@@ -129,8 +153,10 @@ def scheduler_states(jobs: list[dict | None]) -> list[Literal["queued", "running
             for job in jobs]
 
 
-def _slurm_state(job_id: str) -> Literal["queued", "running"] | None:
+def _slurm_state(job_id: str) -> SchedulerState | None:
     state = submitit.SlurmJob.watcher.get_state(job_id, mode="cache").split()[0].upper()  # 'CANCELLED by 12'
+    if state == "UNKNOWN":
+        return "unknown"
     return "queued" if state in _QUEUED else "running" if state in _RUNNING else None
 
 

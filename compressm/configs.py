@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 
 from compressm.data import DATASETS
-from compressm.errors import ConfigError
+from compressm.errors import ConfigError, excerpt
 from compressm.lru import Recurrence
 from compressm.reduction import HsvSystem, Method, Precision, Selection
 
@@ -37,7 +37,7 @@ MAX_SEED = 2**32 - 1  # jax.random.PRNGKey takes 32 bits: larger seeds overflow,
 def check_seed(seed: int) -> int:
     """`seed` if it is an integer in [0, MAX_SEED], else a ConfigError."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+        raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {excerpt(seed)}")
     return seed
 
 
@@ -56,14 +56,14 @@ def _check_fields(obj) -> None:
         where = _KEY_PREFIX[type(obj).__name__] + f.name
         if typing.get_origin(hint) is Literal:
             if value not in typing.get_args(hint):
-                raise ConfigError(f"{where} = {value!r} is not one of {list(typing.get_args(hint))}")
+                raise ConfigError(f"{where} = {excerpt(value)} is not one of {list(typing.get_args(hint))}")
             continue
         allowed = typing.get_args(hint) or (hint,)  # `int | None` -> (int, NoneType)
         if float in allowed and isinstance(value, int) and not isinstance(value, bool):
             object.__setattr__(obj, f.name, float(value))
         elif not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             names = " or ".join(t.__name__ for t in allowed)
-            raise ConfigError(f"{where} = {value!r} should be of type {names}")
+            raise ConfigError(f"{where} = {excerpt(value)} should be of type {names}")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -183,7 +183,7 @@ class ObjectiveConfig:
         _require(self.hsv_weight >= 0, f"objective.hsv_weight must be >= 0, got {self.hsv_weight}")
         _require((self.loss == "distillation") == bool(self.teacher),
                  "objective.teacher names the teacher config of a distillation run, and only of one"
-                 f" (loss {self.loss!r}, teacher {self.teacher!r})")
+                 f" (loss {self.loss!r}, teacher {excerpt(self.teacher)})")
         _require((self.loss == "hankel") == (self.hsv_weight > 0),
                  "objective.hsv_weight > 0 is the weight of the hankel loss, and only of it"
                  f" (loss {self.loss!r}, hsv_weight {self.hsv_weight})")
@@ -224,7 +224,7 @@ class RunConfig:
         _require(self.data_limit is None or self.data_limit >= 1,
                  f"data_limit must be a positive number of examples or null, got {self.data_limit}")
         _require(self.dataset in DATASETS,
-                 f"unknown dataset {self.dataset!r}{_closest(self.dataset, DATASETS)}")
+                 f"unknown dataset {excerpt(self.dataset)}{_closest(self.dataset, DATASETS)}")
         _require(not self.dynamics.every_steps or self.reduction.mode == "none",
                  "dynamics follows states of a fixed size: set reduction.mode = none or dynamics.every_steps = 0")
 
@@ -237,7 +237,7 @@ _SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "reduction": ReductionC
 
 
 def _closest(word: str, options) -> str:
-    match = difflib.get_close_matches(word, list(options), n=1)
+    match = difflib.get_close_matches(str(word)[:100], list(options), n=1)
     return f" (did you mean {match[0]!r}?)" if match else f" (known: {', '.join(sorted(options))})"
 
 
@@ -246,7 +246,7 @@ def _build(cls, values: dict, where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     for key in values:
         if key not in names:
-            raise ConfigError(f"unknown config key {where + key!r}{_closest(key, names)}")
+            raise ConfigError(f"unknown config key {excerpt(where + str(key))}{_closest(key, names)}")
     try:
         return cls(**values)
     except TypeError as error:
@@ -267,6 +267,23 @@ def from_dict(values: dict) -> RunConfig:
 # ----------------------------------------------------------------------------------------------------------
 # Named configs (YAML in the package)
 # ----------------------------------------------------------------------------------------------------------
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses anchors and aliases: a few hundred bytes of nested aliases expand to gigabytes."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases (&, *) are not allowed",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str):
+    """The value of YAML `text`, as yaml.safe_load gives it but without anchors or aliases (yaml.YAMLError): how
+    every YAML a user or a run folder gives is read (--set values, config.yaml)."""
+    return yaml.load(text, Loader=_NoAliasLoader)
+
+
 def config_names() -> list[str]:
     """Names of the packaged configs, e.g. 'smnist_tau0.01'."""
     files = resources.files("compressm").joinpath("configs").iterdir()
@@ -277,9 +294,9 @@ def _raw(name: str) -> dict:
     """The merged dict of config `name`, following `base:` links."""
     names = config_names()
     if name not in names:
-        raise ConfigError(f"unknown config {name!r}{_closest(name, names)}")
+        raise ConfigError(f"unknown config {excerpt(name)}{_closest(name, names)}")
     text = resources.files("compressm").joinpath("configs", f"{name}.yaml").read_text()
-    values = yaml.safe_load(text) or {}
+    values = load_yaml(text) or {}
     base = values.pop("base", None)
     merged = _raw(base) if base else {}
     return _merge(merged, values)
@@ -373,7 +390,7 @@ def apply_profile(config: RunConfig, profile: str) -> RunConfig:
     Smoke also shrinks data and shapes.
     """
     if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}{_closest(profile, PROFILES)}")
+        raise ConfigError(f"unknown profile {excerpt(profile)}{_closest(profile, PROFILES)}")
     spec = PROFILES[profile]
     if profile == "paper":
         return config

@@ -91,7 +91,7 @@ def teacher_command(config: RunConfig, seed: int, root: Path | str) -> str:
 
 def check_teacher(config: RunConfig, seed: int, root: Path | str) -> Path:
     """The teacher's record folder; a one-line CompressmError naming the command that makes it unless it holds a
-    complete run of the teacher's config and seed."""
+    complete, undamaged (`records.verify_record`) run of the teacher's config and seed."""
     folder = teacher_folder(config, seed, root)
     state = records.record_state(folder) if folder.is_dir() else "new"
     if state != "complete":
@@ -100,6 +100,11 @@ def check_teacher(config: RunConfig, seed: int, root: Path | str) -> Path:
                              f" {records.describe(teacher_config(config), seed)}, whose record {folder} is {what};"
                              f" make it first: {teacher_command(config, seed, root)}")
     records.check_identity(folder, teacher_config(config), seed)
+    try:
+        records.verify_record(folder)
+    except records.DamagedRecord as error:
+        raise CompressmError(f"{records.describe(config, seed)} learns from a damaged teacher record: {error}"
+                             f" ({teacher_command(config, seed, root)})") from None
     return folder
 
 

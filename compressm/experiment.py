@@ -7,6 +7,7 @@
 
 import difflib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,10 +21,12 @@ from tqdm import tqdm
 from compressm import cluster, distill, records
 from compressm.configs import check_seed, get_config
 from compressm.data import check_available, load_dataset, resolve_data_dir
-from compressm.errors import CompressmError, ConfigError
+from compressm.errors import CompressmError, ConfigError, excerpt
 from compressm.train import RunResult, load_result, run_keys, train
 
 TRAIN_NOTEBOOK = records.REPO / "book" / "train.ipynb"
+# Python's and IPython's own names: dunders (__annotations__), the history (_, __, ___, _i, _ii, _i3, _3, _ih, ...)
+_IPYTHON_NAMES = re.compile(r"__\w+__|_(i{0,3}\d*|_{1,2}|[oid]h)")
 
 
 def run_experiment(config_name: str, seed: int, profile: str = "paper", *, out_dir: Path | str | None = None,
@@ -54,19 +57,22 @@ def check_parameters(namespace: dict, names_before: set) -> None:
 
     `names_before` is set(globals()) taken in a cell before the parameters cell; the declared parameters are
     the annotated names of the parameters cell (`__annotations__`); injected ones are the other new names that
-    hold literals (imports do not). Papermill only warns about an unknown parameter, so a typo (-p sed 7)
-    would otherwise run the defaults. Also checks each value's type.
+    hold literals (imports do not), Python's and IPython's own names aside (`_IPYTHON_NAMES`), so -p _config x is
+    one too. Papermill only warns about an unknown parameter, so a typo (-p sed 7) would otherwise run the defaults.
+    Also checks each value's type.
     """
     declared = namespace.get("__annotations__", {})
     for name in sorted(set(namespace) - names_before - set(declared)):
         literal = isinstance(namespace[name], (str, int, float, list, dict, type(None)))
-        if literal and not name.startswith("_"):  # IPython's own history names (_i3, _3, ...)
+        if literal and not _IPYTHON_NAMES.fullmatch(name):
             match = difflib.get_close_matches(name, list(declared), n=1)
             hint = f" (did you mean {match[0]!r}?)" if match else ""
-            raise ConfigError(f"unknown notebook parameter {name!r}{hint}; the parameters are {', '.join(declared)}")
+            raise ConfigError(f"unknown notebook parameter {excerpt(name)}{hint}; the parameters are"
+                              f" {', '.join(declared)}")
     for name, kind in declared.items():
         if not isinstance(namespace[name], kind) or (isinstance(namespace[name], bool) and kind is not bool):
-            raise ConfigError(f"notebook parameter {name} = {namespace[name]!r} should be of type {kind.__name__}")
+            raise ConfigError(f"notebook parameter {name} = {excerpt(namespace[name])} should be of type"
+                              f" {kind.__name__}")
 
 
 def execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Path, data_dir,
@@ -104,8 +110,8 @@ def execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Pat
 
 def _plan(configs, seeds, profile: str, root: Path, data_dir: Path) -> list[tuple[str, int, Path, str]]:
     """(config, seed, folder, state before) of every run, after checking everything that would stop one:
-    seeds, configs, the data, that no folder holds another run, and that every distillation run has its
-    complete teacher record (CompressmError, before any run)."""
+    seeds, configs, the data, that no folder holds another run or a damaged record (`records.verify_record`),
+    and that every distillation run has its complete teacher record (CompressmError, before any run)."""
     for seed in seeds:
         check_seed(seed)
     named = {name: get_config(name, profile) for name in configs}  # fail on a bad name or profile
@@ -116,9 +122,12 @@ def _plan(configs, seeds, profile: str, root: Path, data_dir: Path) -> list[tupl
         for seed in seeds:
             out_dir = records.run_dir(root, config, seed)
             records.check_identity(out_dir, config, seed)
-            if config.objective.teacher and records.record_state(out_dir) != "complete":
+            state = records.record_state(out_dir)
+            if state == "complete":
+                records.verify_record(out_dir)
+            elif config.objective.teacher:
                 distill.check_teacher(config, seed, root)
-            plan.append((name, seed, out_dir, records.record_state(out_dir)))
+            plan.append((name, seed, out_dir, state))
     return plan
 
 
@@ -179,10 +188,13 @@ def _being_written(out_dir: Path) -> bool:
 
 def _run_status(out_dir: Path, state: str, scheduled: str | None) -> str:
     """A run's status: complete (its record), queued or running (its last job's scheduler state, or a live
-    writer), else its record state (new, unfinished, failed)."""
+    writer), unknown (the scheduler does not list its last job), else its record state (new, unfinished,
+    failed)."""
     if state == "complete":
         return state
-    return scheduled or ("running" if _being_written(out_dir) else state)
+    if scheduled in ("queued", "running"):
+        return scheduled
+    return "running" if _being_written(out_dir) else scheduled or state
 
 
 def _job_outcome(job) -> tuple[str, str]:
@@ -200,12 +212,13 @@ def reproduce_jobs(configs, seeds, profile: str, executor: cluster.Executor, *,
     """`reproduce` through a scheduler: one job per run (`cluster.submit`, a job array on slurm), each executing the
     notebook into the run's folder as `reproduce` does; jobs are requeued on preemption or timeout and resume.
 
-    Runs that are complete, queued or running are left alone; the others (new, unfinished, failed) are submitted.
+    Runs that are complete, queued or running are left alone; the others (new, unfinished, failed, and unknown:
+    the scheduler no longer lists their last job) are submitted.
     Without `wait` it returns once they are submitted, and the same call later reports each run's status (from
     its record, its folder's lock and its last job's scheduler state) and resubmits only runs whose job ended
     without a complete record. The book is built once every run is complete. Job pickles and logs go to
     job_dir (default <runs>/jobs). Returns one row per run: config, seed, before (new, unfinished, failed,
-    queued, running, complete), status (submitted, queued, running, complete; with `wait`: complete or
+    unknown, queued, running, complete), status (submitted, queued, running, complete; with `wait`: complete or
     failed), reason, job, log (the job's standard output), path.
     """
     root, notebook = records.runs_root(root).resolve(), Path(notebook).resolve()
@@ -214,12 +227,12 @@ def reproduce_jobs(configs, seeds, profile: str, executor: cluster.Executor, *,
     plan = _plan(list(dict.fromkeys(configs)), list(dict.fromkeys(seeds)), profile, root, data_dir)
     submitter = cluster.make_executor(executor, job_dir, options or cluster.JobOptions())
     _cache_compilations()
-    with records.locked(job_dir):  # one submitter at a time: jobs.json is read, then rewritten
+    with records.locked(job_dir, "--job-dir"):  # one submitter at a time: jobs.json is read, then rewritten
         ledger = cluster.load_jobs(job_dir)
         scheduled = cluster.scheduler_states([ledger.get(str(out_dir)) if state != "complete" else None
                                               for *_, out_dir, state in plan])
         before = [_run_status(out_dir, state, s) for (*_, out_dir, state), s in zip(plan, scheduled)]
-        todo = [run for run, status in zip(plan, before) if status in ("new", "unfinished", "failed")]
+        todo = [run for run, status in zip(plan, before) if status in ("new", "unfinished", "failed", "unknown")]
         jobs = cluster.submit(submitter, [(notebook, name, seed, profile, out_dir, data_dir, root)
                                           for name, seed, out_dir, _ in todo])
         ledger.update({str(out_dir): {"job": job.job_id, "executor": executor} for (*_, out_dir, _), job

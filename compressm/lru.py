@@ -23,13 +23,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from compressm.errors import InvalidSystem
+
 Recurrence = Literal["scan", "associative", "conv"]
 RECURRENCES: tuple[str, ...] = typing.get_args(Recurrence)
 
 STATE_PARAMS = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im")  # lambda and B: what drives the state
 PARAMS = (*STATE_PARAMS, "C_re", "C_im", "D")  # the keys of one LRU layer's parameter dict
 MIN_PHASE = 1e-10  # `params_from_system` floors theta here (rad) so that theta_log stays finite for real lambda
-MIN_DECAY = 1e-9  # and -log|lambda| here so that nu_log stays finite and |lambda| < 1
+# A mode with |lambda| >= 1 - STABILITY_EPS counts as on the unit circle, and the reduction and `params_from_system`
+# refuse it. Trained LRUs stay far inside: init's r_max 0.999 gives 1 - 1e-3, and the closest mode of any committed
+# record is 1 - 5e-6 (a paper-profile N = 13 run after 200k steps). Yet lambda = -1 (nu_log = -inf) evaluates to
+# |lambda| = 1 - 1.1e-16; 1e-7 is two float32 rounding steps below 1, so a float32 reduction resolves it too.
+STABILITY_EPS = 1e-7
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -248,13 +254,19 @@ def state_size(params: dict) -> int:
 def params_from_system(lambdas, B, C, D) -> dict:
     """The LRU parameter dict of a diagonal system: the inverse of `system_from`.
 
-    lambdas (N,) complex with |lambda| < 1, B (N, H) complex (gamma included), C (H, N) complex, D (H,) real.
-    gamma is set to sqrt(1 - |lambda|^2), the LRU's normalisation, and B is stored as B / gamma. Phases are
-    floored at MIN_PHASE and -log|lambda| at MIN_DECAY. Computed on the host; the arrays are put on the device
-    in the dtype of D.
+    lambdas (N,) complex with 0 < |lambda| < 1 - STABILITY_EPS, B (N, H) complex (gamma included), C (H, N)
+    complex, D (H,) real, all finite (else InvalidSystem). gamma is set to sqrt(1 - |lambda|^2), the LRU's
+    normalisation, and B is stored as B / gamma. Phases are floored at MIN_PHASE. Computed on the host; the arrays
+    are put on the device in the dtype of D.
     """
     lambdas, B, C = np.asarray(lambdas), np.asarray(B), np.asarray(C)
-    decay = np.maximum(-np.log(np.abs(lambdas)), MIN_DECAY)
+    if not all(np.all(np.isfinite(M)) for M in (lambdas, B, C, D)):
+        raise InvalidSystem("lambda, B, C or D has NaN or infinite entries: no LRU parameters")
+    radius = np.abs(lambdas)
+    if not np.all((radius > 0) & (radius < 1 - STABILITY_EPS)):
+        raise InvalidSystem(f"|lambda| spans [{radius.min():.3g}, {radius.max():.17g}]; LRU parameters need each"
+                            f" in (0, 1 - {STABILITY_EPS}) (lru.STABILITY_EPS)")
+    decay = -np.log(radius)
     phase = np.maximum(np.mod(np.angle(lambdas), 2 * np.pi), MIN_PHASE)
     gamma = np.sqrt(-np.expm1(-2.0 * decay))  # sqrt(1 - |lambda|^2)
     B = B / gamma[:, None]

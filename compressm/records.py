@@ -3,17 +3,23 @@
     runs/<profile>/<config>/seed_<seed>/               a config as packaged (the folder the book counts)
     runs/<profile>/<config>@<overrides>/seed_<seed>/   the same config with overrides, e.g. smnist_tau0.02@steps=10
         config.yaml        the run's identity: its seed and resolved config; written FIRST, checked by every writer
-        checkpoint.msgpack the run state at its last evaluation (while unfinished; see `train.py`)
+        checkpoint.msgpack the run state at its last evaluation, with the run's identity and code commit (while
+                           unfinished; see `train.py`): a resume refuses another run's, or another commit's
         hsv.npz            HSV spectra of every block at init and every evaluation (keys from `hsv_key`)
         dynamics.npz       HSV dynamics between evaluations, if the config records them (`dynamics.arrays`)
         params.msgpack     final parameters and batch statistics (flax msgpack, no pickle)
-        metrics.json       status, summary, history, reduction events, environment; written LAST
-        train.ipynb        the executed notebook, when the run was made through papermill
+        metrics.json       status, summary, history, reduction events, environment, and the SHA-256 of each
+                           file above but the checkpoint ("files"); written LAST
+        train.ipynb        the executed notebook, when the run was made through papermill (a log written
+                           around the run, so no digest)
         .lock              the writer's lock (fcntl), held while a process writes the folder
 
 Every file is written to a temporary name and renamed, and metrics.json goes last, so a folder whose
-metrics.json is missing (or says "failed") is never taken for a result. A record counts in the book only if
-its identity is the one its folder's name gives (`folder_identity`).
+metrics.json is missing (or says "failed") is never taken for a result. Every reader checks the digests
+(`verify_record`, and each loader its own file; records written before digests were kept are read unchecked): a
+damaged record is a one-line `DamagedRecord` error, and `load_runs` lists it as "damaged", never counted
+(`left_out_note`). A record counts in the book only if its identity is the one its folder's name gives
+(`folder_identity`).
 """
 
 import dataclasses
@@ -35,14 +41,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from compressm.configs import ModelConfig, RunConfig, from_dict, get_config
-from compressm.errors import CompressmError
+from compressm.configs import ModelConfig, RunConfig, from_dict, get_config, load_yaml
+from compressm.errors import CompressmError, excerpt
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS_ENV = "COMPRESSM_RUNS"  # the runs folder the book reads (default: runs/ in the repository)
 SCHEMA_VERSION = 1
 CONFIG, METRICS, CHECKPOINT, LOCK = "config.yaml", "metrics.json", "checkpoint.msgpack", ".lock"
-DYNAMICS = "dynamics.npz"
+HSVS, PARAMS, DYNAMICS, NOTEBOOK = "hsv.npz", "params.msgpack", "dynamics.npz", "train.ipynb"
 
 # Fields added to the config after records were first written, with the value every earlier record used.
 _ADDED_FIELDS = {"model": {"norm": "batch", "time_channel": False, "dropout_mask": "example"}}
@@ -130,8 +136,8 @@ def upgraded_config(values: dict) -> dict:
 
 def _read_yaml(file: Path) -> dict:
     try:
-        values = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as error:
+        values = load_yaml(file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise CompressmError(f"{file} is not valid YAML ({type(error).__name__}); delete that run folder") from None
     if not isinstance(values, dict):
         raise CompressmError(f"{file} is not a run config; delete that run folder")
@@ -163,30 +169,63 @@ def load_config(path: Path | str) -> dict:
     return stored_identity(path)[0].to_dict()
 
 
+def _writer_identity(path: Path) -> tuple[RunConfig, int] | None:
+    """The stored identity of a folder about to be written; a one-line CompressmError if it is neither new, nor
+    empty, nor a run folder (one with a run's config.yaml; a lock, an executed notebook and temporary files may
+    come before it)."""
+    not_a_run = lambda why: CompressmError(f"{path} is not a run folder ({why}); changed nothing: choose another"
+                                           " --out, a new or empty folder")
+    others = [p.name for p in path.iterdir() if p.name not in (LOCK, NOTEBOOK) and ".tmp-" not in p.name] \
+        if path.is_dir() else []
+    if others and not (path / CONFIG).is_file():
+        raise not_a_run(f"it holds {excerpt(sorted(others))} and no {CONFIG}")
+    try:
+        return stored_identity(path)
+    except CompressmError:
+        if folder_identity(path.resolve()):
+            raise  # a folder of the runs tree whose config.yaml is damaged: its error says to delete it
+        raise not_a_run(f"its {CONFIG} is not a run's") from None
+
+
 def check_identity(path: Path | str, config: RunConfig, seed: int) -> None:
-    """Raise a one-line CompressmError unless run folder `path` may hold the run (config, seed): its name
-    does not stand for another run, and it holds no other run."""
+    """Raise a one-line CompressmError unless run folder `path` may hold the run (config, seed): it is new, empty
+    or a run folder; its name, with links resolved, does not stand for another run; and it holds no other run."""
     path = Path(path)
-    for claim, what in ((folder_identity(path), "is the folder of"), (stored_identity(path), "holds")):
+    for claim, what in ((folder_identity(path.resolve()), "is the folder of"), (_writer_identity(path), "holds")):
         if claim is not None and claim != (config, seed):
             raise CompressmError(f"{path} {what} {describe(*claim)}, not {describe(config, seed)}; changed nothing."
                                  f" This run's own folder is <runs>/{config.profile}/{run_name(config)}/seed_{seed}"
                                  " (the default when --out is left out)")
 
 
-@contextmanager
-def locked(path: Path | str):
-    """Hold the exclusive writer lock of run folder `path` (created if needed) for the `with` block.
+def _unwritable(path: Path, error: OSError, option: str) -> CompressmError:
+    return CompressmError(f"output folder {path} is not writable ({error.strerror}); choose another with {option}")
 
-    fcntl.flock on path/.lock: released when the block ends or the process dies. A second writer gets a
-    one-line CompressmError at once instead of waiting.
-    """
+
+def make_folder(path: Path | str, option: str) -> Path:
+    """Folder `path`, made with its parents if missing; a one-line CompressmError saying to choose another with
+    `option` (the command-line option that named it) if it cannot be."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _unwritable(path, error, option) from None
+    return path
+
+
+@contextmanager
+def locked(path: Path | str, option: str = "--out"):
+    """Hold the exclusive writer lock of run folder `path` (created if needed) for the `with` block.
+
+    fcntl.flock on path/.lock: released when the block ends or the process dies. A second writer gets a
+    one-line CompressmError at once instead of waiting; an unwritable folder one that says to choose another
+    with `option`.
+    """
+    path = make_folder(path, option)
+    try:
         fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
-        raise CompressmError(f"output folder {path} is not writable ({error.strerror}); choose another with --out")
+        raise _unwritable(path, error, option) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -214,6 +253,11 @@ def claimed(path: Path | str, config: RunConfig, seed: int):
         for leftover in path.glob(".*.tmp-*"):
             leftover.unlink()
         yield path
+
+
+class DamagedRecord(CompressmError):
+    """A record file that is missing, unreadable, or not the one its metrics.json keeps the digest of; or an
+    unreadable checkpoint."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -330,36 +374,43 @@ EMPTY_SUMMARY = {  # the summary of metrics.json, as a run that measured nothing
 
 def metrics_record(config: RunConfig, seed: int, *, status: str, failure: dict | None = None,
                    recurrence: str | None = None, summary: dict | None = None, history=(), reductions=(),
-                   rollbacks=(), resumes=(), teacher: dict | None = None, selection: dict | None = None) -> dict:
+                   rollbacks=(), resumes=(), commits=(), teacher: dict | None = None,
+                   selection: dict | None = None) -> dict:
     """The content of metrics.json (saving adds schema version and environment): the one place its layout is built.
 
-    `summary` has the keys of EMPTY_SUMMARY; `resumes` lists the steps from which the run was resumed; `teacher`
+    `summary` has the keys of EMPTY_SUMMARY; `resumes` lists the steps from which the run was resumed and
+    `commits` the library commit of each segment (the start, then each resume); `teacher`
     is a distillation run's teacher (`distill.identity_of`: config, profile, seed, parameter digest, commit);
     `selection` is each model-selection rule's outcome (`selection.py`; the summary repeats the config's rule).
     """
     return {"status": status, "failure": failure, "config": config.name, "profile": config.profile, "seed": seed,
             "recurrence": recurrence, "summary": {**EMPTY_SUMMARY, **(summary or {})}, "history": list(history),
-            "reductions": list(reductions), "rollbacks": list(rollbacks), "resumes": list(resumes),
+            "reductions": list(reductions), "rollbacks": list(rollbacks), "resumes": list(resumes), "commits": list(commits),
             "teacher": teacher, "selection": selection}
 
 
-def _write_npz(path: Path, arrays: dict) -> None:
+def _npz(arrays: dict) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    _atomic_write(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def save_run(path: Path | str, metrics: dict, hsvs: dict, variables: dict, dynamics: dict | None = None) -> None:
     """Write a run's record files into its claimed folder (dynamics.npz only if `dynamics` holds arrays);
-    metrics.json (with schema version and environment) goes last. The checkpoint of a complete run is then
-    deleted: the record holds all it had that a reader needs, and a complete run is never resumed. A failed run
-    keeps it, for a re-run to resume from."""
+    metrics.json (with schema version, environment and the SHA-256 of every other file, config.yaml included)
+    goes last. The checkpoint of a complete run is then deleted: the record holds all it had that a reader needs,
+    and a complete run is never resumed. A failed run keeps it, for a re-run to resume from."""
     path = Path(path)
-    _write_npz(path / "hsv.npz", hsvs)
-    if dynamics:
-        _write_npz(path / DYNAMICS, dynamics)
-    _atomic_write(path / "params.msgpack", flax.serialization.msgpack_serialize(jax.device_get(variables)))
-    _write_metrics(path, metrics)
+    files = {HSVS: _npz(hsvs), **({DYNAMICS: _npz(dynamics)} if dynamics else {}),
+             PARAMS: flax.serialization.msgpack_serialize(jax.device_get(variables))}
+    for name, data in files.items():
+        _atomic_write(path / name, data)
+    digests = {name: _sha256(data) for name, data in files.items()}
+    _write_metrics(path, {**metrics, "files": {CONFIG: _sha256((path / CONFIG).read_bytes()), **digests}})
     if metrics["status"] == "complete":
         (path / CHECKPOINT).unlink(missing_ok=True)
 
@@ -380,21 +431,59 @@ def save_failure(path: Path | str, config: RunConfig, seed: int, reason: str) ->
                                                 failure={"step": None, "reason": reason}))
 
 
-def save_checkpoint(path: Path | str, state: dict) -> None:
-    """Write a run's state (a pytree of arrays and plain values) as the folder's checkpoint, atomically."""
-    _atomic_write(Path(path) / CHECKPOINT, flax.serialization.msgpack_serialize(jax.device_get(state)))
+def library_commit() -> str:
+    """The library commit this process runs (`_git_commit`), as a record names it."""
+    return _git_commit()
 
 
-def load_checkpoint(path: Path | str) -> dict | None:
-    """The state saved by `save_checkpoint` (numpy arrays and plain values), or None if the folder has none."""
-    file = Path(path) / CHECKPOINT
+def checkpoint_identity(config: RunConfig, seed: int) -> dict:
+    """What a checkpoint carries to be resumed by its own run only: the run in words, the SHA-256 of its resolved
+    config, its seed, and the library commit that saved it."""
+    config_sha256 = _sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    return {"run": describe(config, seed), "config_sha256": config_sha256, "seed": seed, "commit": _git_commit()}
+
+
+def save_checkpoint(path: Path | str, config: RunConfig, seed: int, state: dict) -> None:
+    """Write run (config, seed)'s state (a pytree of arrays and plain values) as the folder's checkpoint, with
+    its `checkpoint_identity`, atomically."""
+    state = {**jax.device_get(state), "identity": checkpoint_identity(config, seed)}
+    _atomic_write(Path(path) / CHECKPOINT, flax.serialization.msgpack_serialize(state))
+
+
+def _read_checkpoint(path: Path) -> dict | None:
+    """The checkpoint of folder `path` as saved, or None if it has none; DamagedRecord if it is unreadable."""
+    file = path / CHECKPOINT
     if not file.is_file():
         return None
     try:
-        return flax.serialization.msgpack_restore(file.read_bytes())
+        saved = flax.serialization.msgpack_restore(file.read_bytes())
     except Exception as error:  # msgpack raises several types on a damaged file
-        raise CompressmError(f"{file} is unreadable ({type(error).__name__}); delete it to start the run over") \
+        raise DamagedRecord(f"{file} is unreadable ({type(error).__name__}); delete it to start the run over") \
             from None
+    if not (isinstance(saved, dict) and isinstance(saved.get("step"), int)):
+        raise DamagedRecord(f"{file} holds no run state; delete it to start the run over")
+    return saved
+
+
+def load_checkpoint(path: Path | str, config: RunConfig, seed: int) -> dict | None:
+    """The state that `save_checkpoint` wrote for run (config, seed), or None if the folder has none.
+
+    A one-line CompressmError if it is unreadable, carries no identity (not this library's, or from before
+    checkpoints carried one), or was saved by another run (another config or seed). A checkpoint of another
+    commit is resumed (a long run outlives the code that began it); the run records the commit of each segment
+    (`train.RunState.commits`), since a resume on other code is exact only up to that code's rounding.
+    """
+    saved = _read_checkpoint(Path(path))
+    if saved is None:
+        return None
+    file, found, expected = Path(path) / CHECKPOINT, saved.pop("identity", None), checkpoint_identity(config, seed)
+    if not isinstance(found, dict):
+        raise CompressmError(f"{file} carries no run identity (an older library's checkpoint, or not this"
+                             " library's); delete it to start the run over")
+    if [found.get(key) for key in ("config_sha256", "seed")] != [expected[key] for key in ("config_sha256", "seed")]:
+        raise CompressmError(f"{file} is the checkpoint of another run ({excerpt(found.get('run'))}), not of"
+                             f" {expected['run']}; delete it to start this run over")
+    return saved
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -431,30 +520,78 @@ def is_complete(path: Path | str) -> bool:
     return record_state(path) == "complete"
 
 
+def _damaged(file: Path, why: str) -> DamagedRecord:
+    return DamagedRecord(f"{file} {why}: the record in {file.parent} is damaged and never counted; delete that"
+                         " folder and re-run the run to make it anew")
+
+
+def _digests(path: Path) -> dict[str, str]:
+    """{file name: SHA-256} that a record's metrics.json keeps; {} for a record from before they were kept."""
+    if not (path / METRICS).is_file():
+        return {}
+    return load_metrics(path).get("files") or {}
+
+
+def _record_bytes(path: Path, name: str, digests: dict[str, str]) -> bytes:
+    """The bytes of record file `name`, checked against its digest in `digests` (if there)."""
+    file = path / name
+    try:
+        data = file.read_bytes()
+    except OSError as error:
+        raise _damaged(file, f"cannot be read ({error.strerror})") from None
+    if name in digests and _sha256(data) != digests[name]:
+        raise _damaged(file, "is not the file the record was written with (its SHA-256 differs)")
+    return data
+
+
+def verify_record(path: Path | str) -> None:
+    """DamagedRecord (one line naming the file and the fix) unless every file whose SHA-256 the record's
+    metrics.json keeps is there, unchanged. Records written before digests were kept pass unchecked."""
+    path = Path(path)
+    digests = _digests(path)
+    for name in digests:
+        _record_bytes(path, name, digests)
+
+
+def _load(path: Path | str, name: str, parse):
+    """parse(bytes) of record file `name` of run folder `path`, checked against its digest; DamagedRecord if it
+    differs or does not parse (also for a record without digests)."""
+    path = Path(path)
+    data = _record_bytes(path, name, _digests(path))
+    try:
+        return parse(data)
+    except Exception as error:  # zipfile, numpy and msgpack raise many types on a damaged file
+        raise _damaged(path / name, f"is unreadable ({type(error).__name__})") from None
+
+
+def _npz_arrays(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
 def load_hsvs(path: Path | str) -> dict[str, np.ndarray]:
-    """HSV snapshots of a run, {'step0005000_block0': (N,) array, ...}."""
-    with np.load(Path(path) / "hsv.npz", allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    """HSV snapshots of a run, {'step0005000_block0': (N,) array, ...}; DamagedRecord if hsv.npz is damaged."""
+    return _load(path, HSVS, _npz_arrays)
 
 
 def load_dynamics(path: Path | str) -> dict[str, np.ndarray]:
     """The HSV dynamics of a run (`dynamics.arrays`: step, hsv, bound_step, bound_interval, match); {} if it
-    recorded none."""
-    file = Path(path) / DYNAMICS
-    if not file.is_file():
+    recorded none; DamagedRecord if dynamics.npz is damaged (or gone, where metrics.json names it)."""
+    path = Path(path)
+    if not (path / DYNAMICS).is_file() and DYNAMICS not in _digests(path):
         return {}
-    with np.load(file, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    return _load(path, DYNAMICS, _npz_arrays)
 
 
 def load_variables(path: Path | str) -> dict:
-    """Final {'params', 'batch_stats'} of a run, as nested dicts of numpy arrays."""
-    return flax.serialization.msgpack_restore((Path(path) / "params.msgpack").read_bytes())
+    """Final {'params', 'batch_stats'} of a run, as nested dicts of numpy arrays; DamagedRecord if params.msgpack
+    is damaged."""
+    return _load(path, PARAMS, flax.serialization.msgpack_restore)
 
 
-RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "counted", "in_place", "test_acc",
-                "best_val_acc", "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s",
-                "reduction_time_s", "other_cpu_s", "resumes", "recurrence", "hardware", "commit", "path"]
+RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "reason", "counted", "in_place", "test_acc",
+                "best_val_acc", "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s",
+                "eval_time_s", "reduction_time_s", "other_cpu_s", "resumes", "recurrence", "hardware", "commit", "path"]
 
 
 def _run_row(folder: Path) -> dict | None:
@@ -463,15 +600,24 @@ def _run_row(folder: Path) -> dict | None:
     if state == "new":
         return None
     metrics = load_metrics(folder) if state in ("complete", "failed") else None
-    identity = stored_identity(folder)
+    reason, steps = "", 0
+    try:
+        if state == "complete":
+            verify_record(folder)
+        if state == "unfinished":
+            steps = _read_checkpoint(folder)["step"]
+    except DamagedRecord as error:
+        state, reason = "damaged", str(error)
+    identity = None if metrics and reason else stored_identity(folder)  # a damaged config.yaml: metrics.json's
     if identity:
         (config, seed), overrides = identity, run_name(identity[0]).partition("@")[2]
         profile, name = config.profile, config.name
-    else:  # a failed record written without its config
+    else:  # a damaged record, or a failed record written without its config
         profile, name, seed, overrides = metrics["profile"], metrics["config"], metrics["seed"], None
-    summary = metrics["summary"] if metrics else {**EMPTY_SUMMARY, "steps_done": load_checkpoint(folder)["step"]}
+    summary = metrics["summary"] if metrics else {**EMPTY_SUMMARY, "steps_done": steps}
     environment = metrics["environment"] if metrics else {"hardware": None, "commit": None}
     return {"profile": profile, "config": name, "seed": seed, "overrides": overrides, "status": state,
+            "reason": reason,
             "counted": state == "complete" and identity is not None and identity == folder_identity(folder),
             "in_place": identity is not None and folder == run_dir(folder.parents[2], *identity),
             **{k: summary[k] for k in ("test_acc", "best_val_acc", "mean_state_size", "final_state_sizes",
@@ -482,13 +628,23 @@ def _run_row(folder: Path) -> dict | None:
             "hardware": environment["hardware"], "commit": environment["commit"], "path": str(folder)}
 
 
+def left_out_note(runs: pd.DataFrame) -> str:
+    """One line for a results page naming each damaged record of `load_runs` (left out of every table) and why;
+    '' if there is none."""
+    damaged = runs[runs.status == "damaged"]
+    return "".join(f"Left out: {row.config} seed {row.seed} ({row.profile} profile), damaged: {row.reason}. "
+                   for row in damaged.itertuples()).strip()
+
+
 def load_runs(root: Path | str) -> pd.DataFrame:
     """One row per run folder root/<profile>/<config or config@overrides>/seed_<seed>/ holding a record or a checkpoint.
 
-    Columns: RUNS_COLUMNS. `status` is complete, failed or unfinished; `counted` is True only for a complete
-    record whose identity is its folder's (the packaged config, that seed): aggregate those, list the others
-    apart. `overrides` is '' for a packaged config, else the overridden keys (see `run_name`); `in_place` says
-    that the folder is the one `run_dir` gives for the stored identity (a variant in its own @-folder is).
+    Columns: RUNS_COLUMNS. `status` is complete, failed, unfinished, or damaged (a file differs from its digest,
+    or the checkpoint is unreadable: `reason` says which, and `left_out_note` says it on a page); `counted` is True
+    only for a complete record whose identity is its folder's (the packaged config, that seed): aggregate those,
+    list the others apart. `overrides` is '' for a packaged config, else the overridden keys (see `run_name`);
+    `in_place` says that the folder is the one `run_dir` gives for the stored identity (a variant in its own
+    @-folder is).
     """
     rows = [_run_row(folder) for folder in sorted(Path(root).glob("*/*/seed_*")) if folder.is_dir()]
     numeric = ["test_acc", "best_val_acc", "mean_state_size", "train_time_s", "wall_time_s", "eval_time_s",

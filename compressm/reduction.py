@@ -11,6 +11,10 @@ matrices is `jax.numpy` in the dtype of its inputs (float64 under `jax.enable_x6
 accuracy, or float32 where the parameters live); the small eigendecomposition that turns the truncated system
 back into LRU parameters runs on the host in numpy.
 
+Every public entry refuses a system without HSVs to truncate by (InvalidSystem, one line: NaN or inf anywhere,
+|lambda| >= 1 - `lru.STABILITY_EPS`, lambda = 0, B = 0 or C = 0; see `system_defects`): at once where it sees
+values, and on the host after a jitted reduction, which returns `system_defects` beside its result.
+
 Which system the HSVs describe (`system=`):
 - ``"complex"`` (the paper's, default): the complex system (lambdas, B, C), ignoring the Re() on the output.
 - ``"real"``: the exact real-output system y = Re(C x), i.e. the conjugate-augmented 2N-state system
@@ -27,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from compressm import lru
+from compressm.errors import InvalidSystem, excerpt
 
 HsvSystem = Literal["complex", "real"]
 Method = Literal["sqrtm", "chol"]
@@ -41,15 +46,12 @@ def _unknown(kind: str, value, choices) -> ValueError:
     return ValueError(f"unknown {kind} {value!r}; use one of {list(typing.get_args(choices))}")
 
 
-class InvalidSystem(ValueError):
-    """A system that has no Hankel singular values to truncate by (see `system_defects`)."""
-
-
 DEFECTS = (  # what makes a system unreducible, in the order `system_defects` tests it
     "lambda has NaN or infinite entries (non-finite or overflowing parameters)",
     "B has NaN or infinite entries (non-finite or overflowing parameters)",
     "C has NaN or infinite entries (non-finite or overflowing parameters)",
-    "unstable: some |lambda| >= 1, so the Gramians do not exist",
+    f"unstable or marginally stable: some |lambda| >= 1 - {lru.STABILITY_EPS} (lru.STABILITY_EPS), so the Gramians"
+    " do not exist or are not reliable",
     "lambda = 0 has no LRU parameters (nu_log would be infinite)",
     "B = 0: the system has no input, so every HSV is zero and there is nothing to rank",
     "C = 0: the system has no output, so every HSV is zero and there is nothing to rank",
@@ -61,8 +63,8 @@ def system_defects(lambdas: jax.Array, B: jax.Array, C: jax.Array) -> jax.Array:
     reduction returns it beside its result and `refuse_defects` checks it on the host."""
     radius = jnp.abs(lambdas)
     finite = [jnp.all(jnp.isfinite(M)) for M in (lambdas, B, C)]
-    return jnp.stack([~finite[0], ~finite[1], ~finite[2], jnp.any(radius >= 1), jnp.any(radius == 0),
-                      ~jnp.any(B != 0), ~jnp.any(C != 0)])
+    return jnp.stack([~finite[0], ~finite[1], ~finite[2], jnp.any(radius >= 1 - lru.STABILITY_EPS),
+                      jnp.any(radius == 0), ~jnp.any(B != 0), ~jnp.any(C != 0)])
 
 
 def refuse_defects(defects) -> None:
@@ -70,6 +72,18 @@ def refuse_defects(defects) -> None:
     flagged = np.flatnonzero(np.asarray(defects))
     if flagged.size:
         raise InvalidSystem(DEFECTS[flagged[0]])
+
+
+def _traced(*arrays) -> bool:
+    """Whether any of `arrays` is being traced (under jit, grad or vmap): then the public entries below cannot look
+    at values, and the jitted reductions return `system_defects` for `refuse_defects` to check on the host."""
+    return any(isinstance(M, jax.core.Tracer) for M in arrays)
+
+
+def _refuse_nonfinite_gramians(P, Q) -> None:
+    """InvalidSystem if Gramians P, Q that are not being traced have NaN or infinite entries."""
+    if not _traced(P, Q) and not (np.all(np.isfinite(P)) and np.all(np.isfinite(Q))):
+        raise InvalidSystem("the Gramians have NaN or infinite entries")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -80,7 +94,11 @@ def gramians(lambdas: jax.Array, B: jax.Array, C: jax.Array) -> tuple[jax.Array,
 
     P solves P = A P A^H + B B^H and Q solves Q = A^H Q A + C^H C for A = diag(lambdas):
     P_ij = (B B^H)_ij / (1 - l_i conj(l_j)),  Q_ij = (C^H C)_ij / (1 - conj(l_i) l_j).
+    InvalidSystem for a system with a defect (`system_defects`), unless traced. Every entry below that takes a
+    system computes its Gramians here.
     """
+    if not _traced(lambdas, B, C):
+        refuse_defects(system_defects(lambdas, B, C))
     outer = lambdas[:, None] * jnp.conj(lambdas)[None, :]
     P = (B @ jnp.conj(B).T) / (1 - outer)
     Q = (jnp.conj(C).T @ C) / (1 - jnp.conj(outer))
@@ -127,13 +145,15 @@ def hankel_singular_values(P: jax.Array, Q: jax.Array) -> jax.Array:
 
     Fp Fp^H = P and Fq Fq^H = Q are eigenvalue-based square-root factors, so Fq^H Fp has the singular
     values of Q^1/2 P^1/2. Square-root factors keep the small HSVs accurate relative to sigma_max (the
-    product P Q would lose them to rounding, as would eig(P^1/2 Q P^1/2)).
+    product P Q would lose them to rounding, as would eig(P^1/2 Q P^1/2)). InvalidSystem for non-finite P or Q.
     """
+    _refuse_nonfinite_gramians(P, Q)
     return _hsv_of_factors(_psd_factor(P), _psd_factor(Q))
 
 
 def system_hsv(lambdas, B, C, system: HsvSystem = "complex") -> jax.Array:
-    """HSVs (N,) of the diagonal system (complex) or 2N HSVs of its real-output system (real), descending."""
+    """HSVs (N,) of the diagonal system (complex) or 2N HSVs of its real-output system (real), descending;
+    InvalidSystem for a system that has none (`system_defects`)."""
     return hankel_singular_values(*system_gramians(lambdas, B, C, system)[3:])
 
 
@@ -141,10 +161,15 @@ def system_hsv(lambdas, B, C, system: HsvSystem = "complex") -> jax.Array:
 # Rank (host-side decisions on a few numbers)
 # ----------------------------------------------------------------------------------------------------------
 def rank_for_tau(hsv, tau: float) -> int:
-    """Smallest r with sum(hsv[:r]) >= (1 - tau) * sum(hsv); hsv descending. Energy is the SUM of HSVs."""
+    """Smallest r with sum(hsv[:r]) >= (1 - tau) * sum(hsv); hsv (N,) descending. Energy is the SUM of HSVs.
+
+    InvalidSystem unless the HSVs are finite, >= 0 and not all zero (there is no energy to keep otherwise).
+    """
     if not 0.0 <= tau < 1.0:
         raise ValueError(f"tau must be in [0, 1), got {tau}")
     hsv = np.asarray(hsv, dtype=np.float64)
+    if not (np.all(np.isfinite(hsv)) and np.all(hsv >= 0) and np.any(hsv > 0)):
+        raise InvalidSystem(f"HSVs must be finite, >= 0 and not all zero to rank, got {excerpt(hsv.tolist())}")
     cumulative = np.cumsum(hsv)
     return int(np.searchsorted(cumulative, (1.0 - tau) * cumulative[-1]) + 1)
 
@@ -181,7 +206,9 @@ def hsv_and_balancing(P, Q, method: Method = "sqrtm", eps: float = GRAMIAN_EPS) 
     Fq^H Fp = U' sigma V'^H gives U = V V' and S = sigma^2, so T = Fp V' sigma^-1/2: the same T, without the
     squared condition number of eigh(P^1/2 Q P^1/2). Tinv = sigma^-1/2 U'^H Fq^H is T^-1 without inverting P^1/2.
     chol (square-root method): the same formula with Fp = chol(P + eps I), Fq = chol(Q + eps I).
+    InvalidSystem for non-finite P or Q.
     """
+    _refuse_nonfinite_gramians(P, Q)
     w, V = jnp.linalg.eigh(P)
     Fq = _psd_factor(Q)
     hsv = _hsv_of_factors(_eigen_factor(w, V, 0.0), Fq)

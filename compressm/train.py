@@ -14,7 +14,8 @@ follows both rules of `selection.py` (the paper's, which resets the best-validat
 that the reported model has the final size, and the authors' trainer's); the config's `model_selection` gives
 test_acc, the other is recorded beside it. With an out_dir, every evaluation ends with a checkpoint, and the same
 call on the same folder resumes from it: the data order and every PRNG key are functions of the step, so a
-resumed run ends exactly as an uninterrupted one.
+resumed run ends exactly as an uninterrupted one. A checkpoint of another run or commit (`records.load_checkpoint`),
+or one that does not hold a state of this model (`_resumed`), is refused with a one-line error, never trained on.
 """
 
 import dataclasses
@@ -36,7 +37,7 @@ from tqdm import tqdm
 from compressm import compression, distill, dynamics, lru, records, reduction, selection
 from compressm.configs import OptimConfig, RunConfig, check_seed
 from compressm.data import Dataset
-from compressm.errors import CompressmError, TrainingDiverged
+from compressm.errors import CompressmError, TrainingDiverged, excerpt
 from compressm.model import LRUClassifier, state_sizes_of
 from compressm.objectives import CROSS_ENTROPY, objective_for
 
@@ -180,7 +181,8 @@ class RunState:
     set at every change of the chosen model); `seconds` holds wall-clock seconds per phase
     (train, eval, reduction) and in all (wall), and the CPU seconds other processes took meanwhile
     (other_cpu, `records.OtherLoad`), summed over the segments of a resumed run; `resumes` lists
-    the steps a resumed run started from. Everything else (model, data order, PRNG keys) follows from it."""
+    the steps a resumed run started from, and `commits` the library commit of each segment (the start, then each
+    resume). Everything else (model, data order, PRNG keys) follows from it."""
 
     step: int
     recurrence: str
@@ -193,6 +195,7 @@ class RunState:
     hsvs: dict[str, np.ndarray]
     seconds: dict[str, float]
     resumes: list[int]
+    commits: list[str] = dataclasses.field(default_factory=list)
     dynamics: dict = dataclasses.field(default_factory=dict)  # the trace of `dynamics.observe` ({} if off)
     teacher: dict | None = None  # a distillation run's teacher (`distill.identity_of`), checked on resume
 
@@ -223,6 +226,25 @@ def state_from(saved: dict, optimizer: optax.GradientTransformation) -> RunState
     return RunState(**{**saved, "train": _train_state_from(saved["train"], optimizer),
                        "chosen": {rule: selection.Chosen(**c) for rule, c in saved["chosen"].items()},
                        "rollback": rollback})
+
+
+def _same_shape(expected: jax.ShapeDtypeStruct, leaf) -> None:
+    if expected.shape != np.shape(leaf):
+        raise ValueError(f"an array of shape {np.shape(leaf)} where the model has {expected.shape}")
+
+
+def _resumed(config: RunConfig, dataset: Dataset, optimizer, saved: dict, key: jax.Array, file: Path) -> RunState:
+    """The RunState of checkpoint `saved` (read from `file`); a one-line CompressmError unless it holds a state of
+    this model, with the shapes that initialising it (`key`) at the checkpoint's state sizes gives."""
+    try:
+        state = state_from(saved, optimizer)
+        model = _model_of(config, dataset, state)
+        expected = jax.eval_shape(lambda x: model.init({"params": key}, x, train=False), dataset.train_x[:1])
+        jax.tree.map(_same_shape, expected, variables_of(state.train))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CompressmError(f"{file} does not hold a run state of this model ({excerpt(error)}); delete it to"
+                             " start the run over") from None
+    return state
 
 
 def initial_state(config: RunConfig, dataset: Dataset, optimizer, key: jax.Array) -> RunState:
@@ -256,7 +278,8 @@ class RunResult:
 
 
 def load_result(path: Path | str) -> RunResult:
-    """The RunResult of a complete record on disk."""
+    """The RunResult of a complete record on disk; DamagedRecord if a file of it is (`records.verify_record`)."""
+    records.verify_record(path)
     return RunResult(records.load_metrics(path), records.load_hsvs(path), records.load_variables(path), True,
                      records.load_dynamics(path))
 
@@ -408,11 +431,13 @@ def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, te
     """The loop: steps, and at each evaluation `_evaluate` then a checkpoint into `folder` (if any)."""
     keys = run_keys(seed)
     optimizer = make_optimizer(config.optim, config.steps)
-    saved = records.load_checkpoint(folder) if folder else None
-    state = state_from(saved, optimizer) if saved else initial_state(config, dataset, optimizer, keys["init"])
+    saved = records.load_checkpoint(folder, config, seed) if folder else None
+    state = (_resumed(config, dataset, optimizer, saved, keys["init"], folder / records.CHECKPOINT) if saved
+             else initial_state(config, dataset, optimizer, keys["init"]))
     if saved:
         distill.check_resumed(saved.get("teacher"), teacher)
         state.resumes.append(state.step)
+    state.commits.append(records.library_commit())
     state.teacher = teacher.identity if teacher else None
     objective = objective_for(config.objective)
     targets_of = distill.teacher_logits_fn(teacher, dataset.input_dim, dataset.num_classes) if teacher else None
@@ -448,7 +473,7 @@ def _run(config: RunConfig, seed: int, dataset: Dataset, folder: Path | None, te
             state.seconds["other_cpu"] = other_before + other.seconds()
             if folder:
                 with _timed(state.seconds, "eval"):
-                    records.save_checkpoint(folder, state_dict(state))
+                    records.save_checkpoint(folder, config, seed, state_dict(state))
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}",
                             N="/".join(map(str, row["state_sizes"])), refresh=False)
             bar.update(step - bar.n)
@@ -506,7 +531,7 @@ def _finish(config: RunConfig, seed: int, state: RunState, tests: dict[str, floa
     metrics = records.metrics_record(
         config, seed, status="failed" if failure else "complete", failure=failure, recurrence=state.recurrence,
         summary=summary, history=state.history, reductions=state.reductions, rollbacks=state.rollbacks,
-        resumes=state.resumes, teacher=state.teacher, selection=outcomes)
+        resumes=state.resumes, commits=state.commits, teacher=state.teacher, selection=outcomes)
     result = RunResult(metrics, state.hsvs, variables_of(state.train), dynamics=dynamics.arrays(state.dynamics))
     if folder is not None:
         records.save_run(folder, result.metrics, result.hsvs, result.variables, result.dynamics)

@@ -209,12 +209,30 @@ def test_argparse_errors_are_one_line(capsys):
     (["reproduce", "--config", "smnist_basline", "--seeds", "1", "--no-book"], ["unknown config 'smnist_basline'"]),
     (["bench", "--only", "train_stpe"], ["no benchmark named 'train_stpe'", "train_step"]),
     (["bench", "--repeats", "0"], ["--repeats must be at least 1"]),
+    # today "in no paper table": the name is looked up in the tables before it is checked
+    (["reproduce", "--config", "smnist_tau002", "--no-book"], ["unknown config 'smnist_tau002'", "'smnist_tau0.02'"]),
 ])
 def test_bad_reproduce_and_bench_input_is_status_2(capsys, tmp_path, args, fragments):
     status, out, err = run(capsys, *args, *(["--runs", str(tmp_path / "runs")] if args[0] == "reproduce" else []))
     assert status == 2 and out == ""
     assert_one_error_line(err, *fragments)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_file_where_a_folder_is_due_is_one_error_line(capsys, tmp_path, fake_data):
+    """Today FileExistsError (reproduce --job-dir <a file>) and NotADirectoryError (bench --out <file>/x)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    status, out, err = run(capsys, "reproduce", "--config", "smnist_baseline", "--seeds", "1", "--profile", "smoke",
+                           "--runs", str(tmp_path / "runs"), "--data-dir", str(fake_data), "--no-book",
+                           "--executor", "submitit-local", "--gpus", "0", "--job-dir", str(blocker))
+    assert status == 2 and out == ""
+    assert_one_error_line(err, f"job folder {blocker} cannot be made (File exists); choose another --job-dir")
+    status, out, err = run(capsys, "bench", "--only", "train_step", "--out", str(blocker / "x"))
+    assert status == 2 and out == ""
+    assert_one_error_line(err, f"output folder {blocker / 'x'} is not writable (Not a directory); choose another"
+                               " with --out")
+    assert blocker.read_text() == ""
 
 
 def test_reproduce_stops_on_missing_data_before_any_run(capsys, tmp_path):

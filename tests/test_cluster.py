@@ -161,12 +161,51 @@ def test_slurm_gets_one_job_array_with_the_options_and_a_later_call_reports_with
     (fake_slurm / "sacct.txt").write_text("4242_0|CANCELLED by 1000|\n4242_1|RUNNING|node7\n")
     config = get_config("smnist_baseline", "smoke")
     with records.claimed(records.run_dir(runs, config, 1), config, 1) as folder:  # it had made a checkpoint
-        records.save_checkpoint(folder, {"step": 10})
+        records.save_checkpoint(folder, config, 1, {"step": 10})
     again = reproduce_jobs(configs, **call)
     assert again[["before", "status", "job"]].values.tolist() == [["unfinished", "submitted", "4243"],
                                                                   ["running", "running", "4242_1"]]
     assert "--array" not in (fake_slurm / "script_1").read_text()  # one job: no array
     assert not (fake_slurm / "script_2").exists()
+
+
+def test_a_job_sacct_does_not_list_is_unknown_and_resubmitted(fake_slurm, fake_data):
+    """Today a job missing from sacct shows "queued" forever and is never resubmitted."""
+    call = dict(seeds=(1,), profile="smoke", executor="slurm", root=fake_slurm / "runs", data_dir=fake_data,
+                build=False)
+    first = reproduce_jobs(["smnist_baseline"], **call)
+    assert first[["before", "status", "job"]].values.tolist() == [["new", "submitted", "4242"]]
+    (fake_slurm / "sacct.txt").write_text("")  # purged from the accounting, or never there
+    again = reproduce_jobs(["smnist_baseline"], **call)
+    assert again[["before", "status", "job"]].values.tolist() == [["unknown", "submitted", "4243"]]
+    assert cluster.scheduler_states([{"job": "4243", "executor": "slurm"}]) == ["unknown"]
+
+
+def test_a_damaged_jobs_json_is_one_error_line(capsys, tmp_path, fake_data):
+    """Today a JSONDecodeError traceback."""
+    job_dir = tmp_path / "jobs"
+    job_dir.mkdir()
+    for content in ("{not json", '["a list"]', '{"/runs/x": {"job": "1"}}'):
+        (job_dir / cluster.JOBS).write_text(content)
+        status = main(["reproduce", "--config", "smnist_baseline", "--seeds", "1", "--profile", "smoke", "--no-book",
+                       "--runs", str(tmp_path / "runs"), "--data-dir", str(fake_data), "--executor", "submitit-local",
+                       "--gpus", "0", "--job-dir", str(job_dir)])
+        captured = capsys.readouterr()
+        assert status == 2 and captured.out == "" and captured.err.count("\n") == 1
+        assert captured.err.startswith(f"error: {job_dir / cluster.JOBS} is damaged") and "delete it" in captured.err
+
+
+def test_a_line_break_in_an_sbatch_option_is_refused(capsys, tmp_path, fake_data):
+    """Today it ends the #SBATCH line, so the directives after it (cpus, mem, time, requeue) are silently dropped."""
+    with pytest.raises(ConfigError, match="an sbatch option is one line"):
+        cluster.JobOptions(sbatch=(("account", "lab\n#SBATCH --qos=high"),))
+    status = main(["reproduce", "--config", "smnist_baseline", "--seeds", "1", "--profile", "smoke", "--no-book",
+                   "--runs", str(tmp_path / "runs"), "--data-dir", str(fake_data), "--executor", "slurm",
+                   "--sbatch", "account=lab\nqos=high"])
+    err = capsys.readouterr().err
+    assert status == 2 and err == "error: --sbatch 'account=lab\\nqos=high': an sbatch option is one line; remove the" \
+                                  " line break\n"
+    assert not (tmp_path / "runs").exists()
 
 
 def test_reproduce_help_shows_the_executor_and_job_options(capsys):

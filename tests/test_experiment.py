@@ -33,6 +33,17 @@ def test_check_parameters_names_an_unknown_or_mistyped_parameter():
         check_parameters({**declared, "seed": True}, before)
 
 
+@pytest.mark.parametrize("name", ["_config", "__seed", "_i3x"])
+def test_check_parameters_names_an_injected_underscore_parameter(name):
+    """Today `-p _config ...` escapes the check (every underscore name was taken for IPython's history), and the
+    notebook trains its defaults; IPython's own names (_, __, _i3, _3, _ih) still pass."""
+    history = dict.fromkeys(["_", "__", "___", "_i", "_ii", "_i3", "_3", "_ih", "_oh", "_dh"], "history")
+    namespace = {"__annotations__": {"config": str}, "config": "x", **history}
+    check_parameters(namespace, set())
+    with pytest.raises(ConfigError, match=re.escape(f"unknown notebook parameter '{name}'")):
+        check_parameters({**namespace, name: "smnist_tau0.01"}, set())
+
+
 def test_a_papermill_parameter_typo_fails_the_notebook_naming_it(tmp_path):
     import papermill as pm
 
@@ -60,7 +71,7 @@ def test_reproduce_survives_a_dead_kernel_and_lists_unfinished_runs(tmp_path, fa
     config = get_config("smnist_baseline", "smoke")
     unfinished = records.run_dir(tmp_path / "runs", config, 2)
     with records.claimed(unfinished, config, 2):
-        records.save_checkpoint(unfinished, {"step": 20})
+        records.save_checkpoint(unfinished, config, 2, {"step": 20})
     outcome = reproduce(["smnist_baseline"], seeds=(1, 2, 1), profile="smoke", root=tmp_path / "runs",
                         data_dir=fake_data, notebook=_dying_notebook(tmp_path / "die.ipynb"), build=False)
     assert outcome[["seed", "before", "status"]].values.tolist() == [[1, "new", "failed"], [2, "unfinished", "failed"]]
@@ -73,4 +84,4 @@ def test_reproduce_survives_a_dead_kernel_and_lists_unfinished_runs(tmp_path, fa
         assert records.stored_identity(folder) == (config, seed)
         assert records.load_metrics(folder)["status"] == "failed"
         assert (folder / "train.ipynb").is_file()
-    assert records.load_checkpoint(unfinished) == {"step": 20}  # kept for the next attempt to resume from
+    assert records.load_checkpoint(unfinished, config, 2) == {"step": 20}  # kept for the next attempt to resume from

@@ -7,6 +7,7 @@ import pytest
 from conftest import MODEL_RTOL, ON_CPU
 
 from compressm import lru
+from compressm.errors import CompressmError, InvalidSystem
 
 
 def lru_params(key, n, h, r_min=0.9, r_max=0.999):
@@ -116,3 +117,19 @@ def test_choose_recurrence_rule():
     assert lru.choose_recurrence("cpu", width=512) == "scan"  # sCIFAR
     assert lru.choose_recurrence("gpu", width=8) == "associative"
     assert lru.choose_recurrence("gpu", width=512) == "associative"
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("outside", r"\|lambda\| spans \[0.9\d*, 1.2\d*\]"),  # today clamped silently to |lambda| < 1
+    ("circle", r"\|lambda\| spans \[0.9\d*, 0.99999999999999989\]"),  # lambda = -1 as nu_log = -inf gives it
+    ("zero", r"\|lambda\| spans \[0, "),
+    ("nan", "lambda, B, C or D has NaN or infinite entries"),
+])
+def test_params_from_system_refuses_modes_it_cannot_represent(case, fragment):
+    lambdas, B, C, D = (np.asarray(M) for M in lru.system_from(lru_params(jax.random.PRNGKey(0), 4, 2)))
+    lambdas = lambdas.astype(np.complex128)
+    lambdas[1] = {"outside": 1.2, "circle": -(1 - 2**-53), "zero": 0.0, "nan": np.nan}[case]
+    with pytest.raises(InvalidSystem, match=fragment) as info:
+        lru.params_from_system(lambdas, B, C, D)
+    assert "lru.STABILITY_EPS" in str(info.value) or case == "nan"
+    assert isinstance(info.value, CompressmError)  # one error line on the command line, not a traceback

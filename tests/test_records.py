@@ -8,6 +8,7 @@ Training is the slow part (JIT compiles), so the suite trains ONCE: `trained_run
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -27,7 +28,7 @@ import pytest
 import yaml
 
 from compressm import records
-from compressm.configs import ModelConfig, RunConfig, from_dict, get_config
+from compressm.configs import RunConfig, from_dict, get_config
 from compressm.errors import CompressmError
 from compressm.train import RunResult
 from fakes import write_fake_mnist
@@ -40,7 +41,8 @@ TRAIN_SEED = 3
 TRAIN_SETS = ["steps=10", "model.state_size=64"]
 TRAIN_OVERRIDES = {"steps": 10, "model.state_size": 64}
 RECORD_FILES = {"config.yaml", "hsv.npz", "params.msgpack", "metrics.json"}
-RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "counted", "in_place", "test_acc", "best_val_acc",
+RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "reason", "counted", "in_place", "test_acc",
+                "best_val_acc",
                 "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s",
                 "reduction_time_s", "other_cpu_s", "resumes", "recurrence", "hardware", "commit", "path"]
 
@@ -121,8 +123,13 @@ def _copy_record(source: Path, target: Path) -> Path:
 
 
 def _set_identity(folder: Path, config: RunConfig, seed: int) -> None:
-    """Make `folder` claim to hold run (config, seed), as a record of that run would."""
+    """Make `folder` claim to hold run (config, seed), as a record of that run would (its metrics.json keeping the
+    digest of that config.yaml)."""
     (folder / "config.yaml").write_text(yaml.safe_dump({"seed": seed, **config.to_dict()}, sort_keys=False))
+    if (folder / "metrics.json").is_file():
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["files"]["config.yaml"] = hashlib.sha256((folder / "config.yaml").read_bytes()).hexdigest()
+        (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
 # ---------------------------------------------------------------- a trained record
@@ -176,7 +183,7 @@ def test_metrics_on_disk_equal_the_returned_metrics(trained):
     on_disk = records.load_metrics(trained.path)
     returned = json.loads(json.dumps(trained.result.metrics, default=lambda v: np.asarray(v).tolist()))
     assert {k: on_disk[k] for k in returned} == returned
-    assert set(on_disk) == set(returned) | {"schema_version", "environment"}
+    assert set(on_disk) == set(returned) | {"schema_version", "environment", "files"}
     assert on_disk["resumes"] == []
 
 
@@ -229,7 +236,7 @@ def test_unfinished_run_is_listed_never_counted(trained, tmp_path):
     folder = _copy_record(trained.path, tmp_path / "smoke" / TRAIN_CONFIG / f"seed_{TRAIN_SEED}")
     _set_identity(folder, get_config(TRAIN_CONFIG, "smoke"), TRAIN_SEED)
     (folder / "metrics.json").unlink()
-    records.save_checkpoint(folder, {"step": 20, "history": []})
+    records.save_checkpoint(folder, get_config(TRAIN_CONFIG, "smoke"), TRAIN_SEED, {"step": 20, "history": []})
     assert records.record_state(folder) == "unfinished" and not records.is_complete(folder)
     row = records.load_runs(tmp_path).iloc[0]
     assert (row["status"], row["counted"], row["steps"], row["overrides"]) == ("unfinished", False, 20, "")
@@ -417,8 +424,8 @@ def test_records_without_a_stored_seed_or_newer_fields_keep_their_identity(train
     (folder / "metrics.json").unlink()  # an older library's run killed before its record
     with pytest.raises(CompressmError, match="names no seed and the folder holds no record"):
         records.stored_identity(folder)
-    assert records.upgraded_config({"name": "x"})["model"] == (
-        {"norm": "batch"} if "norm" in {f.name for f in dataclasses.fields(ModelConfig)} else {})
+    assert records.upgraded_config({"name": "x"})["model"] == {"norm": "batch", "time_channel": False,
+                                                               "dropout_mask": "example"}
 
 
 def test_other_load_counts_a_busy_process_beside_this_one_but_not_this_one():
@@ -439,12 +446,13 @@ def test_other_load_counts_a_busy_process_beside_this_one_but_not_this_one():
 
 
 def test_checkpoint_round_trip_and_a_damaged_one(tmp_path):
+    config = get_config("smnist_baseline", "smoke")
     state = {"step": 7, "arrays": {"a": np.arange(3, dtype=np.float32)}, "rows": [{"x": 1.5, "y": None}]}
-    records.save_checkpoint(tmp_path, state)
-    loaded = records.load_checkpoint(tmp_path)
-    assert loaded["step"] == 7 and loaded["rows"] == [{"x": 1.5, "y": None}]
+    records.save_checkpoint(tmp_path, config, 1, state)
+    loaded = records.load_checkpoint(tmp_path, config, 1)
+    assert set(loaded) == set(state) and loaded["step"] == 7 and loaded["rows"] == [{"x": 1.5, "y": None}]
     _assert_trees_equal(loaded["arrays"], state["arrays"])
-    assert records.load_checkpoint(tmp_path / "none") is None
+    assert records.load_checkpoint(tmp_path / "none", config, 1) is None
     (tmp_path / "checkpoint.msgpack").write_bytes(b"\x93garbage")
     with pytest.raises(CompressmError, match="unreadable.*delete it to start the run over"):
-        records.load_checkpoint(tmp_path)
+        records.load_checkpoint(tmp_path, config, 1)

@@ -339,7 +339,7 @@ def test_random_selection_keeps_random_diagonal_modes(system):
     ("nu_log", 2, np.nan, "lambda has NaN or infinite entries"),
     ("B_re", (0, 0), np.inf, "B has NaN or infinite entries"),
     ("C_im", (0, 1), -np.inf, "C has NaN or infinite entries"),
-    ("nu_log", 1, -40.0, r"unstable: some \|lambda\| >= 1"),  # exp(-exp(-40)) rounds to 1
+    ("nu_log", 1, -40.0, r"unstable or marginally stable: some \|lambda\| >= 1 - 1e-07"),  # exp(-exp(-40)) is 1
     ("nu_log", 1, 8.0, "lambda = 0 has no LRU parameters"),  # exp(-exp(8)) underflows to 0
 ])
 def test_reduction_refuses_systems_without_hsvs(name, index, value, fragment):
@@ -357,3 +357,57 @@ def test_reduction_refuses_a_system_without_input_or_output(zero):
     params = {**params, **{f"{zero}_{part}": jnp.zeros_like(params[f"{zero}_{part}"]) for part in ("re", "im")}}
     with pytest.raises(reduction.InvalidSystem, match=f"{zero} = 0: the system has no"):
         reduction.balance_lru(params)
+
+
+def _at_lambda_minus_one(params: dict) -> dict:
+    """`params` with mode 0 at lambda = -1: nu_log = -inf and theta = pi, so gamma = 0; in float64, |lambda|
+    evaluates to 1 - 1.1e-16."""
+    nu_log = params["nu_log"].at[0].set(-np.inf)
+    return {**params, "nu_log": nu_log, "theta_log": params["theta_log"].at[0].set(np.log(np.pi)),
+            "gamma_log": lru.gamma_log_for(nu_log)}
+
+
+def test_a_mode_at_lambda_minus_one_is_refused_at_every_public_entry():
+    """Today |lambda| = 1 - 1.1e-16 passes `|lambda| >= 1`: the mode gets HSV 0 and reduce_lru drops it silently."""
+    bad = _at_lambda_minus_one(_init_lru(jax.random.PRNGKey(0), 6, 2))
+    system = lru.system_from(bad)[:3]
+    calls = [lambda: reduction.lru_hsv(bad), lambda: reduction.lru_hsv(bad, precision="float32"),
+             lambda: reduction.reduce_lru(bad, 0.1), lambda: reduction.reduce_lru_to_rank(bad, 3),
+             lambda: reduction.balance_lru(bad, system="real"), lambda: reduction.system_hsv(*system),
+             lambda: reduction.system_hsv(*system, "real"), lambda: reduction.gramians(*system),
+             lambda: reduction.truncation_errors(*system, num_freq=16)]
+    for call in calls:
+        with pytest.raises(reduction.InvalidSystem, match=r"marginally stable: some \|lambda\| >= 1 - 1e-07"):
+            call()
+
+
+@pytest.mark.parametrize("case", ["outside", "nan"])
+def test_system_hsv_refuses_what_it_returned_nan_or_zero_hsvs_for(case):
+    lambdas, B, C, _ = lru.system_from(_init_lru(jax.random.PRNGKey(1), 4, 2))
+    lambdas = lambdas.at[0].set(1.2 if case == "outside" else np.nan)  # today: an HSV of 0, or all NaN
+    fragment = "unstable or marginally stable" if case == "outside" else "lambda has NaN"
+    with pytest.raises(reduction.InvalidSystem, match=fragment):
+        reduction.system_hsv(lambdas, B, C)
+    P, Q = reduction.gramians(*lru.system_from(_init_lru(jax.random.PRNGKey(1), 4, 2))[:3])
+    with pytest.raises(reduction.InvalidSystem, match="the Gramians have NaN or infinite entries"):
+        reduction.hankel_singular_values(P.at[0, 0].set(np.nan), Q)
+    with pytest.raises(reduction.InvalidSystem, match="the Gramians have NaN or infinite entries"):
+        reduction.hsv_and_balancing(P, Q.at[1, 1].set(np.inf))
+
+
+@pytest.mark.parametrize("hsv", [[np.nan, 1.0], [np.inf, 1.0], [0.0, 0.0], [2.0, -1.0], []])
+def test_rank_for_tau_refuses_hsvs_with_no_energy_to_keep(hsv):
+    """Today NaN, inf and all-zero HSVs give rank 1."""
+    with pytest.raises(reduction.InvalidSystem, match="HSVs must be finite, >= 0 and not all zero to rank"):
+        reduction.rank_for_tau(np.asarray(hsv), 0.1)
+
+
+def test_the_stability_margin_keeps_the_slowest_trained_modes():
+    """The closest committed mode to the unit circle is 1 - 5.2e-6; one 20 times closer still reduces."""
+    params = _init_lru(jax.random.PRNGKey(2), 6, 2)
+    params = {**params, "nu_log": params["nu_log"].at[0].set(np.log(2.5e-7))}  # |lambda| = 1 - 2.5e-7
+    params["gamma_log"] = lru.gamma_log_for(params["nu_log"])
+    assert lru.STABILITY_EPS == 1e-7
+    hsv = reduction.lru_hsv(params)
+    assert np.all(np.isfinite(hsv)) and hsv[0] > 0
+    assert lru.state_size(reduction.reduce_lru(params, 0.01)) == reduction.rank_for_tau(hsv, 0.01)
