@@ -1,5 +1,5 @@
 """Reading records back for the book: benchmark records from where `compressm bench` writes them, an empty runs
-folder, and what the book prints about itself (links, the API table, escaped table text)."""
+folder, and what the book prints about itself (the API table, escaped table text)."""
 
 import os
 import re
@@ -7,9 +7,8 @@ import re
 import pandas as pd
 import pytest
 
-from compressm import apidoc, bench, links, results, tables
+from compressm import apidoc, bench, results, tables
 from compressm.errors import CompressmError
-from compressm.records import REPO
 from compressm.paper import table_configs
 from fakes import write_fake_run
 
@@ -55,13 +54,6 @@ def test_an_empty_runs_folder_shows_the_commands_that_make_the_runs(tmp_path):
         assert results.reproduce_command(2, profile) in note.data
     panels = results.figure_panels(view, True)
     assert len(panels) == 1 and panels[0][1] is None and set(panels[0][2]) == set(table_configs(2))
-
-
-def test_the_repository_address_is_read_from_the_book_config_and_the_readme_agrees():
-    assert links.repository_url() == "https://github.com/compressm-companion/compressm-companion"
-    assert links.pages_url() == "https://compressm-companion.github.io/compressm-companion/"
-    assert links.pages_url() in (REPO / "README.md").read_text()
-    assert links.file_url("runs/cpu/x/train.ipynb").startswith(links.repository_url() + "/blob/main/runs/cpu/")
 
 
 def test_the_api_table_shows_no_machine_paths_or_private_type_names():
