@@ -390,6 +390,46 @@ def hsv_growth(spectra: dict[str, dict], block: int = 0) -> pd.DataFrame:
                                        "median at the end", "last step", "largest at 90 % by step"])
 
 
+def selection_effects(view: TableView) -> pd.DataFrame:
+    """The two model-selection rules on the same runs (`selection.py`): per setting and configuration with
+    runs that recorded both, the mean test accuracy under each, the paper's statistic (best-3 mean) under the
+    authors' rule, the difference (authors' minus paper's) with its paired interval, and the runs the authors'
+    rule would have stopped early."""
+    rows = []
+    for _, setting in view.settings.iterrows():
+        for r in setting_rows(view, setting).itertuples():
+            theirs = r.authors_by_seed
+            if not theirs:
+                continue
+            ours = {s: r.acc_by_seed[s] for s in theirs}
+            d = difference(theirs, ours)
+            rows.append({"setting": setting.label, "configuration": config_label(r.config),
+                         "seeds": " ".join(map(str, sorted(theirs))),
+                         "paper's rule %": f"{np.mean(list(ours.values())):.2f}",
+                         "authors' rule %": f"{np.mean(list(theirs.values())):.2f}",
+                         "authors' rule, best-3 mean %": f"{stats.authors_aggregate(list(theirs.values()))[0]:.2f}",
+                         "difference, points [95 % interval]": _interval(d),
+                         "stopped early": f"{r.authors_stopped} of {len(theirs)}"})
+    return pd.DataFrame(rows, columns=["setting", "configuration", "seeds", "paper's rule %", "authors' rule %",
+                                       "authors' rule, best-3 mean %", "difference, points [95 % interval]",
+                                       "stopped early"])
+
+
+def selection_outputs(view: TableView) -> list:
+    """What a results page shows of `selection_effects`: one table per setting, or a line saying none recorded."""
+    from IPython.display import Markdown
+
+    from compressm.tables import styled
+
+    frame = selection_effects(view)
+    if frame.empty:
+        return [Markdown("No run here recorded both rules yet (runs recorded them from the recipe change on).")]
+    outputs = []
+    for label, group in frame.groupby("setting", sort=False):
+        outputs += [Markdown(f"**{label}**:"), styled(group.drop(columns="setting"))]
+    return outputs
+
+
 def variant_effects(view: TableView, paper_budget: bool = True) -> pd.DataFrame:
     """What today's defaults change against each variant setting of the same budget (e.g. the earlier pixel-input
     runs): per configuration, mean accuracy and size of both, and the difference (defaults minus variant) in

@@ -591,7 +591,8 @@ def load_variables(path: Path | str) -> dict:
 
 RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "reason", "counted", "in_place", "test_acc",
                 "best_val_acc", "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s",
-                "eval_time_s", "reduction_time_s", "other_cpu_s", "resumes", "recurrence", "hardware", "commit", "path"]
+                "eval_time_s", "reduction_time_s", "other_cpu_s", "resumes", "recurrence", "hardware", "commit", "path",
+                "authors_test_acc", "authors_stopped_step"]
 
 
 def _run_row(folder: Path) -> dict | None:
@@ -625,7 +626,16 @@ def _run_row(folder: Path) -> dict | None:
             "other_cpu_s": summary.get("other_cpu_s", math.nan),  # `OtherLoad`; records before it: not measured
             "resumes": metrics.get("resumes") if metrics else [],  # None: a record from before they were kept
             "steps": summary["steps_done"], "recurrence": metrics["recurrence"] if metrics else None,
-            "hardware": environment["hardware"], "commit": environment["commit"], "path": str(folder)}
+            "hardware": environment["hardware"], "commit": environment["commit"], "path": str(folder),
+            **_authors_outcome(metrics)}
+
+
+def _authors_outcome(metrics: dict | None) -> dict:
+    """The authors' model-selection rule's test accuracy and stop step (`selection.py`) as a record keeps them;
+    NaN for records made before runs recorded both rules."""
+    authors = ((metrics or {}).get("selection") or {}).get("authors") or {}
+    return {"authors_test_acc": authors.get("test_acc", math.nan),
+            "authors_stopped_step": authors.get("stopped_step", math.nan)}
 
 
 def left_out_note(runs: pd.DataFrame) -> str:
@@ -644,10 +654,11 @@ def load_runs(root: Path | str) -> pd.DataFrame:
     only for a complete record whose identity is its folder's (the packaged config, that seed): aggregate those,
     list the others apart. `overrides` is '' for a packaged config, else the overridden keys (see `run_name`);
     `in_place` says that the folder is the one `run_dir` gives for the stored identity (a variant in its own
-    @-folder is).
+    @-folder is). `authors_test_acc` and `authors_stopped_step` are the outcome of the authors' model selection,
+    which every run records beside its own (NaN for older records).
     """
     rows = [_run_row(folder) for folder in sorted(Path(root).glob("*/*/seed_*")) if folder.is_dir()]
     numeric = ["test_acc", "best_val_acc", "mean_state_size", "train_time_s", "wall_time_s", "eval_time_s",
-               "reduction_time_s"]
+               "reduction_time_s", "authors_test_acc", "authors_stopped_step"]
     frame = pd.DataFrame([row for row in rows if row], columns=RUNS_COLUMNS)
     return frame.astype({column: float for column in numeric} | {"counted": bool, "in_place": bool})  # null -> NaN

@@ -94,6 +94,12 @@ def plumbing_note(runs: pd.DataFrame) -> str:
             f" end to end. They are not results and enter no table, figure or verdict.\n:::")
 
 
+def run_notes(runs: pd.DataFrame) -> str:
+    """What a page says about runs that enter none of its tables: the plumbing checks (`plumbing_note`) and the
+    damaged records (`records.left_out_note`), as Markdown; '' if there are none."""
+    return "\n\n".join(note for note in (plumbing_note(runs), records.left_out_note(runs)) if note)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Settings, and one table's runs aggregated per setting
 # ----------------------------------------------------------------------------------------------------------
@@ -170,7 +176,9 @@ def other_cores(runs: pd.DataFrame) -> pd.Series:
 
 def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) -> pd.DataFrame:
     """One row per setting and config of finished runs: seeds, per-seed accuracies (%) and state sizes and their
-    summaries (`stats.summarize`), mean training and wall-clock time per run, what else ran during each
+    summaries (`stats.summarize`), the per-seed accuracies under the authors' model selection (`authors_by_seed`,
+    where recorded) and how many of those runs it would have stopped early, mean training and wall-clock time
+    per run, what else ran during each
     (`other_cores_values`), and `speedup` (the same setting's
     `baseline` training time over this config's; nan where the setting has no baseline run or none is given).
     Rows in the order of `configs`."""
@@ -180,6 +188,8 @@ def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) 
         rows.append(dict(zip(SETTING + ["config"], key)) | {
             "n_seeds": acc.n, "seeds": " ".join(map(str, sorted(group.seed))), "acc_values": list(100 * group.test_acc),
             "acc_by_seed": dict(zip(group.seed, 100 * group.test_acc)),
+            "authors_by_seed": {s: 100 * a for s, a in zip(group.seed, group.authors_test_acc) if np.isfinite(a)},
+            "authors_stopped": int((group.authors_stopped_step > 0).sum()),
             "acc_mean": acc.mean, "acc_sd": acc.sd, "acc_top3": acc.top3, "size_values": list(group.mean_state_size),
             "size_mean": size.mean, "size_sd": size.sd,
             "train_time_s": float(group.train_time_s.mean()), "wall_time_s": float(group.wall_time_s.mean()),
@@ -187,7 +197,8 @@ def aggregate_configs(runs: pd.DataFrame, configs, baseline: str | None = None) 
             "steps": int(group.steps.max()), "canonical": bool(group.canonical.all()),
             "commits": " ".join(sorted({str(c)[:7] for c in group.commit})),
         })
-    agg = pd.DataFrame(rows, columns=SETTING + ["config", "n_seeds", "seeds", "acc_values", "acc_by_seed", "acc_mean",
+    agg = pd.DataFrame(rows, columns=SETTING + ["config", "n_seeds", "seeds", "acc_values", "acc_by_seed",
+                                                "authors_by_seed", "authors_stopped", "acc_mean",
                                                 "acc_sd", "acc_top3", "size_values", "size_mean", "size_sd",
                                                 "train_time_s",
                                                 "wall_time_s", "other_cores_values", "steps", "canonical",

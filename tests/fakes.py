@@ -66,11 +66,12 @@ def write_fake_run(root: Path, config: str, profile: str, seed: int, *, test_acc
                    state_size: float | None = None, train_time_s: float = 100.0, status: str = "complete",
                    norm: str | None = "packaged", hardware: str = "cpu: 2-core CPU", recurrence: str = "conv",
                    steps: int | None = None, other_cpu_s: float | None = None,
-                   resumes: list[int] | None = None) -> Path:
+                   resumes: list[int] | None = None, authors: tuple[float, int] | None = None) -> Path:
     """A run folder with config.yaml and metrics.json as the library writes them, holding the given numbers (no
     parameters or HSVs), where the library puts it (`records.run_dir`). norm: 'packaged' keeps the config's
     model.norm, None drops the key (a record written before the field existed: trained with 'batch'), else that
-    value; other_cpu_s and resumes None leave those keys out (a record written before they existed)."""
+    value; other_cpu_s and resumes None leave those keys out (a record written before they existed); `authors`
+    = (test accuracy, stop step) records the authors' model-selection outcome beside the run's own."""
     import json
 
     import yaml
@@ -99,5 +100,7 @@ def write_fake_run(root: Path, config: str, profile: str, seed: int, *, test_acc
                "rollbacks": [], "environment": {"hardware": hardware, "commit": "0123456789abcdef"}}
     if resumes is not None:
         metrics["resumes"] = resumes
+    if authors is not None:
+        metrics["selection"] = {"authors": {"test_acc": authors[0], "stopped_step": authors[1]}}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder

@@ -177,3 +177,15 @@ def test_a_single_setting_page_shows_one_setting_per_profile_and_names_an_earlie
     fake_table2(tmp_path, seeds=(1, 2, 3))
     shown = results.shown_runs(results.book_runs(tmp_path), table_configs(2))
     assert shown.variant.unique().tolist() == [""] and results.shown_note(shown) == ""
+
+
+def test_selection_effects_compare_the_two_rules_on_the_same_runs(tmp_path):
+    for i, seed in enumerate((8, 42, 123)):
+        write_fake_run(tmp_path, "smnist_tau0.02", "paper", seed, test_acc=0.96 + 0.001 * i,
+                       authors=(0.95 + 0.001 * i, 60000 if seed == 8 else 0))
+    write_fake_run(tmp_path, "smnist_baseline", "paper", 8, test_acc=0.97)  # an older record: no authors' outcome
+    row = findings.selection_effects(results.table_view(2, tmp_path)).iloc[0]
+    assert row["configuration"].startswith("compressed") and row["stopped early"] == "1 of 3"
+    assert (row["paper's rule %"], row["authors' rule %"]) == ("96.10", "95.10")
+    assert row["difference, points [95 % interval]"] == f"-1.0 [-1.0,{NBSP}-1.0]"
+    assert len(findings.selection_effects(results.table_view(2, tmp_path))) == 1
