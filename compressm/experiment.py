@@ -111,15 +111,16 @@ def execute_run(notebook: Path, name: str, seed: int, profile: str, out_dir: Pat
 def _plan(configs, seeds, profile: str, root: Path, data_dir: Path) -> list[tuple[str, int, Path, str]]:
     """(config, seed, folder, state before) of every run, after checking everything that would stop one:
     seeds, configs, the data, that no folder holds another run or a damaged record (`records.verify_record`),
-    and that every distillation run has its complete teacher record (CompressmError, before any run)."""
+    and that every distillation run has its complete teacher record (CompressmError, before any run). Seed by
+    seed: every config of a seed comes before the next seed, so that a table stays balanced wherever it stops."""
     for seed in seeds:
         check_seed(seed)
     named = {name: get_config(name, profile) for name in configs}  # fail on a bad name or profile
     for dataset in sorted({config.dataset for config in named.values()}):
         check_available(dataset, data_dir)
     plan = []
-    for name, config in named.items():
-        for seed in seeds:
+    for seed in seeds:
+        for name, config in named.items():
             out_dir = records.run_dir(root, config, seed)
             records.check_identity(out_dir, config, seed)
             state = records.record_state(out_dir)

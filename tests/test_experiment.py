@@ -11,7 +11,7 @@ from fakes import write_fake_mnist
 from compressm import records
 from compressm.configs import get_config
 from compressm.errors import ConfigError
-from compressm.experiment import TRAIN_NOTEBOOK, check_parameters, reproduce
+from compressm.experiment import TRAIN_NOTEBOOK, _plan, check_parameters, reproduce
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,11 @@ def test_reproduce_survives_a_dead_kernel_and_lists_unfinished_runs(tmp_path, fa
         assert records.load_metrics(folder)["status"] == "failed"
         assert (folder / "train.ipynb").is_file()
     assert records.load_checkpoint(unfinished, config, 2) == {"step": 20}  # kept for the next attempt to resume from
+
+
+def test_reproduce_plans_seed_by_seed(tmp_path):
+    """Every config of a seed before the next seed: a long campaign stays balanced wherever it stops."""
+    data = write_fake_mnist(tmp_path / "data", 100, 20)
+    plan = _plan(["smnist_baseline", "smnist_tau0.02"], [42, 8], "paper", tmp_path / "runs", data)
+    assert [(name, seed) for name, seed, *_ in plan] == [("smnist_baseline", 42), ("smnist_tau0.02", 42),
+                                                         ("smnist_baseline", 8), ("smnist_tau0.02", 8)]
