@@ -432,8 +432,8 @@ def selection_outputs(view: TableView) -> list:
 
 def variant_effects(view: TableView, paper_budget: bool = True) -> pd.DataFrame:
     """What today's defaults change against each variant setting of the same budget (e.g. the earlier pixel-input
-    runs): per configuration, mean accuracy and size of both, and the difference (defaults minus variant) in
-    points with its paired interval over the seeds both have (`difference`)."""
+    runs): per configuration with seeds on both sides, mean accuracy and size of both, and the difference
+    (defaults minus variant) in points over the seeds both have, with its paired interval from two pairs."""
     settings = view.settings[view.settings.paper_budget == paper_budget]
     rows = []
     for _, ours in settings[settings.variant == ""].iterrows():
@@ -442,13 +442,15 @@ def variant_effects(view: TableView, paper_budget: bool = True) -> pd.DataFrame:
             theirs = setting_rows(view, other).set_index("config")
             for config in (c for c in mine.index if c in theirs.index):
                 a, b = mine.loc[config], theirs.loc[config]
-                d = difference(a.acc_by_seed, b.acc_by_seed)
+                if not set(a.acc_by_seed) & set(b.acc_by_seed):
+                    continue
+                d = stats.paired_difference(a.acc_by_seed, b.acc_by_seed)
                 rows.append({"against": other.label, "configuration": config_label(config),
                              "today's defaults %": mean_sd(a.acc_mean, a.acc_sd, a.n_seeds),
                              "N": f"{a.size_mean:.1f}", "variant %": mean_sd(b.acc_mean, b.acc_sd, b.n_seeds),
                              "variant N": f"{b.size_mean:.1f}",
                              "difference, points [95 % interval]": _interval(d),
-                             "seeds compared": f"{d.n_a} {'pairs' if d.paired else 'v ' + str(d.n_b)}"})
+                             "seeds compared": f"{d.n_a} pair{'s' if d.n_a > 1 else ''}"})
     return pd.DataFrame(rows, columns=["against", "configuration", "today's defaults %", "N", "variant %",
                                        "variant N", "difference, points [95 % interval]", "seeds compared"])
 
