@@ -207,7 +207,8 @@ def _detail(view: TableView, setting, mine: pd.DataFrame, outcomes: dict) -> str
     n = f"{seeds[0]} seed{'s' if seeds[0] > 1 else ''}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} seeds"
     kinds = sorted({"paired" if d.paired else "Welch" for d in mine.difference if d.tested})
     how = f"95{NBSP}% {' and '.join(kinds)} intervals" if kinds else "no interval from one seed"
-    return "; ".join(f"{outcome} at {', '.join(taus)}" for outcome, taus in groups.items()) + \
+    words = {UNTESTED: "the difference alone"}  # the verdict already says "Not tested"
+    return "; ".join(f"{words.get(outcome, outcome)} at {', '.join(taus)}" for outcome, taus in groups.items()) + \
         f" (difference in points, compressed minus other; {n} per configuration, {how})"
 
 

@@ -124,6 +124,7 @@ def test_one_seed_verdicts_give_the_difference_without_an_interval(tmp_path):
     assert found.verdict["close"] == "Not tested"
     assert f"τ{NBSP}={NBSP}0.04 (-1.0)" in found.detail["close"]
     assert "1 seed per configuration, no interval from one seed" in found.detail["close"]
+    assert found.detail["close"].startswith("the difference alone at") and "not tested" not in found.detail["close"]
 
 
 def test_outcome_rules():
