@@ -42,9 +42,9 @@ TRAIN_SETS = ["steps=10", "model.state_size=64"]
 TRAIN_OVERRIDES = {"steps": 10, "model.state_size": 64}
 RECORD_FILES = {"config.yaml", "hsv.npz", "params.msgpack", "metrics.json"}
 RUNS_COLUMNS = ["profile", "config", "seed", "overrides", "status", "reason", "counted", "in_place", "test_acc",
-                "best_val_acc",
-                "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s", "eval_time_s",
-                "reduction_time_s", "other_cpu_s", "resumes", "recurrence", "hardware", "commit", "path"]
+                "best_val_acc", "mean_state_size", "final_state_sizes", "steps", "train_time_s", "wall_time_s",
+                "eval_time_s", "reduction_time_s", "other_cpu_s", "resumes", "recurrence", "hardware", "commit", "path",
+                "authors_test_acc", "authors_stopped_step"]
 
 
 @dataclasses.dataclass(frozen=True)
