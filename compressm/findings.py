@@ -418,16 +418,22 @@ def selection_effects(view: TableView) -> pd.DataFrame:
 
 def selection_outputs(view: TableView) -> list:
     """What a results page shows of `selection_effects`: one table per setting, or a line saying none recorded."""
+    return _grouped_outputs(selection_effects(view), "setting", "**{}**:",
+                            "No run here recorded both rules yet (runs recorded them from the recipe change on).")
+
+
+def _grouped_outputs(frame: pd.DataFrame, column: str, head: str, empty: str) -> list:
+    """A page's outputs for `frame`: per value of `column`, the heading `head` (formatted with it) and the rows
+    as a table without that column; the line `empty` if there are no rows."""
     from IPython.display import Markdown
 
     from compressm.tables import styled
 
-    frame = selection_effects(view)
     if frame.empty:
-        return [Markdown("No run here recorded both rules yet (runs recorded them from the recipe change on).")]
+        return [Markdown(empty)]
     outputs = []
-    for label, group in frame.groupby("setting", sort=False):
-        outputs += [Markdown(f"**{label}**:"), styled(group.drop(columns="setting"))]
+    for label, group in frame.groupby(column, sort=False):
+        outputs += [Markdown(head.format(label)), styled(group.drop(columns=column))]
     return outputs
 
 
@@ -458,14 +464,5 @@ def variant_effects(view: TableView, paper_budget: bool = True) -> pd.DataFrame:
 
 def variant_effect_outputs(view: TableView) -> list:
     """What a results page shows of `variant_effects` at the paper's budget: one table per variant setting."""
-    from IPython.display import Markdown
-
-    from compressm.tables import styled
-
-    frame = variant_effects(view)
-    if frame.empty:
-        return [Markdown("No variant setting shares a configuration with today's defaults at this budget.")]
-    outputs = []
-    for label, group in frame.groupby("against", sort=False):
-        outputs += [Markdown(f"**Today's defaults minus {label}**:"), styled(group.drop(columns="against"))]
-    return outputs
+    return _grouped_outputs(variant_effects(view), "against", "**Today's defaults minus {}**:",
+                            "No variant setting shares a configuration with today's defaults at this budget.")
